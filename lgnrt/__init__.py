@@ -1,0 +1,16 @@
+"""lgnrt: train logic gate networks in PyTorch and serve them on CPUs with bitwise logic.
+
+Serving needs only numpy and the compiled extension; training lives in
+`lgnrt.bridge` and needs torch (install `lgnrt[train]`).
+"""
+
+__version__ = "0.1.0"
+
+from .errors import InputError, LgnError, ModelFileError  # noqa: E402
+from .lgn_format import load_network, save_network  # noqa: E402
+from .network import LogicLayer, Network, ThresholdEncoder  # noqa: E402
+
+__all__ = [
+    "InputError", "LgnError", "ModelFileError", "LogicLayer", "Network",
+    "ThresholdEncoder", "load_network", "save_network", "__version__",
+]
