@@ -38,6 +38,7 @@ FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 
 _DTYPES = {"I32": np.dtype("<i4"), "F32": np.dtype("<f4"), "U8": np.dtype("u1")}
+_DTYPE_NAMES = {dtype.str: name for name, dtype in _DTYPES.items()}
 _METADATA_KEYS = {"format", "format_version", "graph", "data_sha256"}
 
 
@@ -97,19 +98,41 @@ def graph_description(network: Network) -> dict:
 
 
 def encode_network(network: Network) -> bytes:
-    """Serialise a validated network to the bytes of a `.lgn` file."""
+    """Serialise a validated network to the bytes of a `.lgn` file.
+
+    The bytes are deterministic: the same network always gives the same file.
+    safetensors' own writer emits metadata keys in hash-map order, so this
+    writes the (simple) container itself; tests check that safetensors reads
+    the result.
+    """
     validate_network(network)
     tensors = network_tensors(network)
-    graph = json.dumps(graph_description(network), sort_keys=True, separators=(",", ":"),
-                       allow_nan=False)
-    metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "graph": graph}
 
-    # The checksum covers the data section, which does not depend on the
-    # header, so a first pass without it yields the bytes to hash.
-    draft = safetensors.numpy.save(tensors, metadata=metadata)
-    (header_length,) = struct.unpack("<Q", draft[:8])
-    metadata["data_sha256"] = hashlib.sha256(draft[8 + header_length:]).hexdigest()
-    return safetensors.numpy.save(tensors, metadata=metadata)
+    # 4-byte tensors first, then the 1-byte gate ids, so every tensor starts
+    # at an offset that is a multiple of its item size.
+    names = [n for n in tensors if tensors[n].itemsize == 4] + [n for n in tensors if tensors[n].itemsize == 1]
+    header: dict = {}
+    chunks = []
+    offset = 0
+    for name in names:
+        raw = tensors[name].tobytes()
+        header[name] = {"dtype": _DTYPE_NAMES[tensors[name].dtype.str], "shape": [tensors[name].shape[0]],
+                        "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    data = b"".join(chunks)
+
+    graph = json.dumps(graph_description(network), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    header["__metadata__"] = {
+        "data_sha256": hashlib.sha256(data).hexdigest(),
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "graph": graph,
+    }
+    header_bytes = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    # Pad with spaces so the data section starts 8-byte aligned, as safetensors does.
+    header_bytes += b" " * (-(8 + len(header_bytes)) % 8)
+    return struct.pack("<Q", len(header_bytes)) + header_bytes + data
 
 
 def save_network(network: Network, path: str | os.PathLike) -> None:
