@@ -16,9 +16,13 @@ the expected value and the actual value.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import math
 import os
+import stat
 import struct
+import sys
 import tempfile
 from pathlib import Path
 
@@ -40,6 +44,13 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024
 _DTYPES = {"I32": np.dtype("<i4"), "F32": np.dtype("<f4"), "U8": np.dtype("u1")}
 _DTYPE_NAMES = {dtype.str: name for name, dtype in _DTYPES.items()}
 _METADATA_KEYS = {"format", "format_version", "graph", "data_sha256"}
+
+# Error messages quote at most this many characters of an offending value, so
+# a hostile 16 MiB string does not end up in a log line.
+_MAX_QUOTED_CHARS = 200
+
+# CPython's default sys.get_int_max_str_digits().
+_MAX_INTEGER_DIGITS = 4300
 
 
 # ---------------------------------------------------------------------------
@@ -183,6 +194,11 @@ def load_network(path: str | os.PathLike) -> Network:
     """Read and fully validate a `.lgn` file."""
     path = Path(path)
     try:
+        # Checked before open() because opening a FIFO blocks until a writer appears.
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise ModelFileError("file", "path is a folder, not a model file", "a .lgn file", str(path))
+        _require(stat.S_ISREG(mode), "file", "not a regular file", "a .lgn file", str(path))
         with open(path, "rb") as stream:
             return decode_network_stream(stream, os.fstat(stream.fileno()).st_size)
     except FileNotFoundError:
@@ -193,17 +209,26 @@ def load_network(path: str | os.PathLike) -> Network:
 
 def decode_network(data: bytes) -> Network:
     """Parse and validate the bytes of a `.lgn` file."""
-    import io
     return decode_network_stream(io.BytesIO(data), len(data))
 
 
 def decode_network_stream(stream, file_size: int) -> Network:
+    """Parse and validate a `.lgn` file read from a binary stream of `file_size` bytes.
+
+    The checks run in this order, each before anything that relies on it:
+    header length, header JSON, metadata keys and format version, tensor
+    layout against the file size, checksum of the data section, then the
+    graph and every network invariant.
+    """
     header_length = _read_header_length(stream, file_size)
     header_bytes = stream.read(header_length)
     _require(len(header_bytes) == header_length, "header", "file truncated inside the header",
              f"{header_length} bytes", f"{len(header_bytes)} bytes")
     header = _parse_header_json(header_bytes)
     metadata, layout = _split_header(header)
+    # The format name and version come before the layout, so a file of a
+    # newer version is reported as such rather than as a bad tensor entry.
+    _check_metadata_fields(metadata)
     data_length = _check_layout(layout)
     available = file_size - 8 - header_length
     _require(available == data_length, "data", "data section size does not match the tensors",
@@ -211,7 +236,7 @@ def decode_network_stream(stream, file_size: int) -> Network:
     data = stream.read(data_length)
     _require(len(data) == data_length, "data", "file truncated inside the data section",
              f"{data_length} bytes", f"{len(data)} bytes")
-    _check_metadata(metadata, data)
+    _check_checksum(metadata, data)
     tensors = _tensors_from_data(header_length, header_bytes, data)
     graph = _parse_graph(metadata["graph"])
     network = _network_from_graph(graph, tensors)
@@ -221,7 +246,24 @@ def decode_network_stream(stream, file_size: int) -> Network:
 
 def _require(condition: bool, field_name: str, problem: str, expected=None, actual=None) -> None:
     if not condition:
-        raise ModelFileError(field_name, problem, expected, actual)
+        raise ModelFileError(field_name, problem, _quote(expected), _quote(actual))
+
+
+def _describe(value) -> str:
+    """Return the repr and type of a value whose type is wrong, e.g. "'3' (str)"."""
+    if value is None:
+        return "nothing (missing or null)"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _quote(value):
+    """Return `value`, or the start of its text form when that is too long to print."""
+    if value is None:
+        return None
+    text = str(value)
+    if len(text) <= _MAX_QUOTED_CHARS:
+        return value
+    return f"{text[:_MAX_QUOTED_CHARS]}... ({len(text)} characters)"
 
 
 def _read_header_length(stream, file_size: int) -> int:
@@ -237,31 +279,57 @@ def _read_header_length(stream, file_size: int) -> int:
     return header_length
 
 
-def _reject_duplicate_keys(pairs):
-    result = {}
-    for key, value in pairs:
-        if key in result:
-            raise ModelFileError("header", "duplicate JSON key", "unique keys", repr(key))
-        result[key] = value
-    return result
-
-
-def _reject_constant(name):
-    raise ModelFileError("header", "JSON contains a non-standard number", "finite numbers", name)
-
-
 def _parse_json(raw: bytes | str, field_name: str):
+    """Parse strict JSON: no duplicate keys, no NaN or Infinity, no float overflow.
+
+    Errors name `field_name`, the part of the file the JSON text came from.
+    """
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise ModelFileError(field_name, f"not valid UTF-8 at byte {error.start}") from None
+            bad = raw[error.start:error.start + 4].hex(" ")
+            raise ModelFileError(field_name, f"not valid UTF-8 at byte {error.start}", "UTF-8 text",
+                                 f"bytes {bad}") from None
+
+    def reject_duplicate_keys(pairs):
+        result = {}
+        for key, value in pairs:
+            _require(key not in result, field_name, "duplicate JSON key", "unique keys", repr(key))
+            result[key] = value
+        return result
+
+    def reject_constant(name):
+        raise ModelFileError(field_name, "JSON contains a non-standard number", "finite numbers", name)
+
+    def parse_float(text):
+        value = float(text)
+        _require(math.isfinite(value), field_name, "JSON number overflows a 64-bit float", "finite numbers", text)
+        return value
+
+    def parse_int(text):
+        # Converting a decimal string to int takes time quadratic in its
+        # length, so Python 3.11+ raises ValueError past 4300 digits. The same
+        # cap here gives one error on every Python version.
+        n_digits = len(text.lstrip("-"))
+        _require(n_digits <= _MAX_INTEGER_DIGITS, field_name, "JSON integer literal has too many digits",
+                 f"at most {_MAX_INTEGER_DIGITS} digits", f"{n_digits} digits")
+        try:
+            return int(text)
+        except ValueError:  # the process set a lower limit with sys.set_int_max_str_digits()
+            raise ModelFileError(field_name, "JSON integer literal has too many digits",
+                                 f"at most {sys.get_int_max_str_digits()} digits", f"{n_digits} digits") from None
+
     try:
-        return json.loads(raw, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
+        return json.loads(raw, object_pairs_hook=reject_duplicate_keys, parse_constant=reject_constant,
+                          parse_float=parse_float, parse_int=parse_int)
     except json.JSONDecodeError as error:
-        raise ModelFileError(field_name, f"not valid JSON: {error.msg} at position {error.pos}") from None
+        raise ModelFileError(field_name, "not valid JSON", "a JSON document",
+                             f"{error.msg} at position {error.pos}") from None
     except RecursionError:
-        raise ModelFileError(field_name, "JSON nested too deeply") from None
+        limit = sys.getrecursionlimit()
+        raise ModelFileError(field_name, "JSON nested too deeply",
+                             f"nesting within the recursion limit of {limit} frames", "deeper nesting") from None
 
 
 def _parse_header_json(header_bytes: bytes) -> dict:
@@ -275,8 +343,26 @@ def _split_header(header: dict) -> tuple[dict, dict]:
     metadata = header.get("__metadata__")
     _require(metadata is not None, "__metadata__", "missing; this is not an .lgn file", "an object", None)
     _require(isinstance(metadata, dict), "__metadata__", "must be an object", "object", type(metadata).__name__)
+    # Python's json module accepts escaped lone surrogates such as "\ud800",
+    # but they have no UTF-8 form and the safetensors parser rejects them.
+    for name in header:
+        _require(_is_unicode(name), f"tensor {name!r}", "name is not valid Unicode (lone surrogate)",
+                 "UTF-8 encodable text", repr(name))
+    for key, value in metadata.items():
+        _require(_is_unicode(key), "__metadata__", "key is not valid Unicode (lone surrogate)",
+                 "UTF-8 encodable text", repr(key))
+        _require(not isinstance(value, str) or _is_unicode(value), f"__metadata__.{key}",
+                 "value is not valid Unicode (lone surrogate)", "UTF-8 encodable text", repr(value))
     layout = {name: entry for name, entry in header.items() if name != "__metadata__"}
     return metadata, layout
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_layout(layout: dict) -> int:
@@ -292,12 +378,13 @@ def _check_layout(layout: dict) -> int:
         _require(set(entry) == {"dtype", "shape", "data_offsets"}, field_name, "wrong keys",
                  "dtype, shape, data_offsets", ", ".join(sorted(entry)))
         dtype = entry["dtype"]
-        _require(dtype in _DTYPES, f"{field_name}.dtype", "unsupported dtype", "I32, F32 or U8", dtype)
+        _require(isinstance(dtype, str) and dtype in _DTYPES, f"{field_name}.dtype", "unsupported dtype",
+                 "I32, F32 or U8", dtype if isinstance(dtype, str) else _describe(dtype))
         shape = entry["shape"]
         _require(isinstance(shape, list) and len(shape) == 1, f"{field_name}.shape", "must be one-dimensional",
                  "[length]", shape)
         _require(_is_count(shape[0]), f"{field_name}.shape", "length must be a non-negative integer",
-                 ">= 0", shape[0])
+                 ">= 0", _describe(shape[0]))
         offsets = entry["data_offsets"]
         _require(isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(v) for v in offsets),
                  f"{field_name}.data_offsets", "must be two non-negative integers", "[begin, end]", offsets)
@@ -321,17 +408,20 @@ def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62
 
 
-def _check_metadata(metadata: dict, data: bytes) -> None:
+def _check_metadata_fields(metadata: dict) -> None:
     unknown = sorted(set(metadata) - _METADATA_KEYS)
     _require(not unknown, "__metadata__", "unknown keys", ", ".join(sorted(_METADATA_KEYS)), ", ".join(unknown))
     for key in sorted(_METADATA_KEYS):
         _require(isinstance(metadata.get(key), str), f"__metadata__.{key}", "missing or not a string",
-                 "a string", metadata.get(key))
+                 "a string", _describe(metadata.get(key)))
     _require(metadata["format"] == FORMAT_NAME, "__metadata__.format", "not an .lgn file",
              FORMAT_NAME, metadata["format"])
     _require(metadata["format_version"] == str(FORMAT_VERSION), "__metadata__.format_version",
              "unsupported format version; upgrade lgnrt to read newer files",
              str(FORMAT_VERSION), metadata["format_version"])
+
+
+def _check_checksum(metadata: dict, data: bytes) -> None:
     digest = hashlib.sha256(data).hexdigest()
     _require(metadata["data_sha256"] == digest, "__metadata__.data_sha256",
              "checksum does not match the data; the file is corrupt", digest, metadata["data_sha256"])
@@ -339,8 +429,14 @@ def _check_metadata(metadata: dict, data: bytes) -> None:
 
 def _tensors_from_data(header_length: int, header_bytes: bytes, data: bytes) -> dict[str, np.ndarray]:
     # The layout is already checked, so safetensors parses a known-good buffer;
-    # copies make the arrays writable and independent of the file bytes.
-    loaded = safetensors.numpy.load(struct.pack("<Q", header_length) + header_bytes + data)
+    # copies make the arrays writable and independent of the file bytes. The
+    # except clause turns any safetensors rule that the checks above do not
+    # mirror into a ModelFileError.
+    try:
+        loaded = safetensors.numpy.load(struct.pack("<Q", header_length) + header_bytes + data)
+    except safetensors.SafetensorError as error:
+        raise ModelFileError("header", "rejected by the safetensors parser", "a valid safetensors file",
+                             str(error)) from None
     return {name: np.array(array, copy=True) for name, array in loaded.items()}
 
 
@@ -374,7 +470,7 @@ def _node(nodes: list, index: int, op: str) -> dict:
 def _int_attribute(node: dict, key: str, field_name: str) -> int:
     value = node.get(key)
     _require(isinstance(value, int) and not isinstance(value, bool), f"{field_name}.{key}",
-             "must be an integer", "an integer", value)
+             "must be an integer", "an integer", _describe(value))
     return value
 
 
@@ -384,7 +480,7 @@ def _network_from_graph(graph: dict, tensors: dict) -> Network:
              ">= 3 nodes", len(nodes))
     n_features = graph["inputs"].get("n_features")
     _require(isinstance(n_features, int) and not isinstance(n_features, bool) and n_features >= 1,
-             "graph.inputs.n_features", "must be a positive integer", ">= 1", n_features)
+             "graph.inputs.n_features", "must be a positive integer", ">= 1", _describe(n_features))
 
     encoder_node = _node(nodes, 0, "Threshold")
     encoder = ThresholdEncoder(
@@ -421,16 +517,23 @@ def _network_from_graph(graph: dict, tensors: dict) -> Network:
              "does not match the last layer's width", width, head["n_inputs"])
     n_classes = _int_attribute(head, "n_outputs", prefix)
     outputs = graph["outputs"]
-    _require(outputs.get("n_classes") == n_classes, "graph.outputs.n_classes",
-             "does not match the GroupSum node", n_classes, outputs.get("n_classes"))
+    outputs_classes = outputs.get("n_classes")
+    _require(isinstance(outputs_classes, int) and not isinstance(outputs_classes, bool)
+             and outputs_classes == n_classes, "graph.outputs.n_classes",
+             "does not match the GroupSum node", n_classes, outputs_classes)
     tau = head.get("tau")
     _require(isinstance(tau, (int, float)) and not isinstance(tau, bool), f"{prefix}.tau",
-             "must be a number", "a number", tau)
+             "must be a number", "a number", _describe(tau))
+    try:
+        tau = float(tau)
+    except OverflowError:
+        raise ModelFileError(f"{prefix}.tau", "too large for a 64-bit float", "a finite number",
+                             _quote(tau)) from None
     return Network(
         encoder=encoder,
         layers=layers,
         n_classes=n_classes,
-        tau=float(tau),
+        tau=tau,
         class_names=outputs.get("class_names"),
         training=graph["training"],
     )

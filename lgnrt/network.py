@@ -122,6 +122,19 @@ def _require(condition: bool, field_name: str, problem: str, expected, actual) -
         raise ModelFileError(field_name, problem, expected, actual)
 
 
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite_number(value) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def _check_vector(array, field_name: str, dtype, length: int | None) -> None:
     _require(isinstance(array, np.ndarray), field_name, "not an array", "ndarray", type(array).__name__)
     _require(array.dtype == dtype, field_name, "wrong dtype", np.dtype(dtype).name, array.dtype.name)
@@ -141,7 +154,7 @@ def _check_index_range(array, field_name: str, upper: int) -> None:
 def validate_network(network: Network) -> None:
     """Check dims, index bounds, gate ids, counts and head of a network."""
     encoder = network.encoder
-    _require(isinstance(encoder.n_features, int) and encoder.n_features >= 1,
+    _require(_is_integer(encoder.n_features) and encoder.n_features >= 1,
              "inputs.n_features", "must be a positive integer", ">= 1", encoder.n_features)
     _check_vector(encoder.feature_index, "encoder.feature_index", np.int32, None)
     n_bits = encoder.n_bits
@@ -168,18 +181,21 @@ def validate_network(network: Network) -> None:
         previous_width = width
 
     n_classes = network.n_classes
-    _require(isinstance(n_classes, int) and n_classes >= 1, "outputs.n_classes",
+    _require(_is_integer(n_classes) and n_classes >= 1, "outputs.n_classes",
              "must be a positive integer", ">= 1", n_classes)
     _require(previous_width % n_classes == 0, "outputs.n_classes",
              "classes must divide the last layer's width",
              f"a divisor of {previous_width}", n_classes)
     tau = network.tau
-    _require(isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0,
+    _require(_is_finite_number(tau) and tau > 0,
              "GroupSum.tau", "must be a finite positive number", "> 0", tau)
     if network.class_names is not None:
         names = network.class_names
-        _require(isinstance(names, list) and all(isinstance(n, str) for n in names),
-                 "outputs.class_names", "must be a list of strings", "list of str", type(names).__name__)
+        _require(isinstance(names, list), "outputs.class_names", "must be a list of strings", "list of str",
+                 type(names).__name__)
+        not_strings = [i for i, name in enumerate(names) if not isinstance(name, str)]
+        _require(not not_strings, "outputs.class_names", "must be a list of strings", "list of str",
+                 f"{names[not_strings[0]]!r} at index {not_strings[0]}" if not_strings else None)
         _require(len(names) == n_classes, "outputs.class_names", "wrong count", n_classes, len(names))
     _require(isinstance(network.training, dict), "training", "must be an object", "dict",
              type(network.training).__name__)
