@@ -17,7 +17,7 @@
 #define LGN_MASK(bit) ((uint64_t)0 - (uint64_t)(bit))
 
 /* How many rows ahead the packer prefetches feature rows. */
-#define LGN_PREFETCH_ROWS 4
+#define LGN_PREFETCH_ROWS 16
 
 /* Masks of the algebraic normal form f = k0 ^ k1&a ^ k2&b ^ k3&a&b of gate
  * id g, whose truth table bits are f(0,0)=g>>3, f(0,1)=g>>2, f(1,0)=g>>1,
