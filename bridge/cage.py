@@ -1,7 +1,7 @@
 """CAGE: a backward temperature for straight-through estimators that follows gate commitment.
 
-The forward pass stays hard; only the temperature tau_b of the surrogate
-softmax changes. Each training step:
+The forward pass stays hard. Only the temperature tau_b of the surrogate
+softmax changes, once per training step:
 
     c      = mean over neurons of max_i softmax(z)_i        (gate commitment)
     c_ema  = beta * c_ema + (1 - beta) * c
@@ -9,11 +9,10 @@ softmax changes. Each training step:
     tau_b  = tau_max - (tau_max - tau_min) * frac
 
 so tau_b starts near tau_max while the logits are undecided (max softmax
-near 1/16) and falls toward tau_min as the gates commit. The method comes
-from "Align Forward, Adapt Backward: Closing the Discretization Gap in Logic
-Gate Networks" (Y. Kim, ICML 2026). NOTE: the defaults below and the single
-tau_b shared by all layers follow public re-implementations, not the
-paper's text; each is an option.
+near 1/16) and falls toward tau_min as the gates commit. NOTE: the
+constants below and the single tau_b shared by all layers are defaults that
+have not been checked against the method's original publication, so each
+is an option.
 """
 
 from __future__ import annotations
@@ -78,7 +77,7 @@ class CageController(nn.Module):
     def update(self, logits: list[torch.Tensor]) -> torch.Tensor:
         """Fold the current commitment into the EMA; return tau_b per group, float64.
 
-        `logits` holds one (n_neurons, 16) tensor per layer. The global
+        `logits` contains one (n_neurons, 16) tensor per layer. The global
         confidence weights every neuron equally, so wide layers count more.
         """
         per_layer = torch.stack([commitment(z).double() for z in logits])

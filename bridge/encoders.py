@@ -2,8 +2,8 @@
 
 Every helper builds a lgnrt.network.ThresholdEncoder, and `encode_bits`
 produces the training input with that encoder's own `encode`: the function
-the runtime's reference evaluator calls. The exported model therefore sees
-exactly the bits the network was trained on.
+the runtime's reference evaluator calls. The exported model therefore
+receives exactly the bits the network was trained on.
 """
 
 from __future__ import annotations

@@ -15,8 +15,7 @@ learns:
 G is Gumbel(0, 1) noise of shape (n_neurons, 16), drawn afresh on every
 call, so one draw is shared by every sample of a batch. tau_b, the backward
 temperature of the straight-through estimators, is tau unless CAGE sets it.
-Soft-Mix at tau = 1 is the original difflogic training (Petersen et al.,
-"Deep Differentiable Logic Gate Networks", NeurIPS 2022).
+Soft-Mix at tau = 1 is the original difflogic training.
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ def check_temperature(value: float, name: str) -> float:
 def gumbel_noise(like: torch.Tensor) -> torch.Tensor:
     """Draw i.i.d. Gumbel(0, 1) noise, -log(E) with E ~ Exponential(1), shaped like `like`."""
     exponential = torch.empty_like(like).exponential_()
-    # exponential_ may return 0 in float32; the floor keeps -log finite.
+    # exponential_ may return 0 in float32. The floor keeps -log finite.
     return -exponential.clamp_min_(torch.finfo(like.dtype).tiny).log_()
 
 

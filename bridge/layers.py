@@ -86,7 +86,7 @@ def make_wiring(
 class LogicLayer(nn.Module):
     """A layer of `out_dim` two-input gates, each a learned choice among the 16 gates.
 
-    Neuron i reads inputs wire_a[i] and wire_b[i] and holds logits z[i] of
+    Neuron i reads inputs wire_a[i] and wire_b[i] and has logits z[i] of
     shape (16,). With mixing weights w = estimator(z), shape (N, 16), the
     layer computes the four coefficients e = w @ RELAXATION, shape (N, 4),
     and outputs e0 + e1 a + e2 b + e3 ab, which is sum_g w_g gate_g(a, b)

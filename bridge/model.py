@@ -25,8 +25,9 @@ class LogicNet(nn.Module):
 
     `cage` is a CageConfig (or True for the defaults) and needs a
     straight-through estimator. `seed` fixes the wiring and the initial
-    logits on every platform: numpy's PCG64 draws the wiring, and a CPU
-    torch.Generator draws the N(0, 1) logits.
+    logits across platforms for given numpy and torch versions: numpy's
+    PCG64 draws the wiring, and a CPU torch.Generator draws the N(0, 1)
+    logits.
     """
 
     def __init__(

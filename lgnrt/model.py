@@ -154,10 +154,9 @@ class Model:
         self._graph, self._pass_report = run_passes(graph, passes)
         self._compiled = compile_program(self._graph, network.n_features)
         compiled = self._compiled
-        self._program = _kernels().Program(
-            compiled.ops, compiled.runs, compiled.n_slots, compiled.out_slots, compiled.n_classes,
-            compiled.chunk_base, compiled.lane_feature, compiled.lane_slot, compiled.lane_u8_threshold,
-            compiled.chunk_u8_ones, compiled.lane_f32_threshold, network.n_features)
+        kernels = _kernels()
+        arrays = {name: getattr(compiled, name) for name in kernels.ARRAY_TYPES}
+        self._program = kernels.Program(arrays, compiled.n_slots, network.n_features)
         self._max_tile_words = self._fit_tile_words()
 
     @classmethod

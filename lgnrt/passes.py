@@ -396,7 +396,13 @@ class CompiledProgram:
     ops: np.ndarray  # int32 (n_ops, 4): dst slot, source a slot, source b slot, gate id
     runs: np.ndarray  # int32 (n_runs, 3): first op, end op, gate id
     n_slots: int  # slots 0 and 1 are the constants
-    out_slots: np.ndarray  # int32 (n_classes * group_size,)
+    out_slots: np.ndarray  # int32 (n_classes * group_size,): slot of every output
+    # The counter's view of the outputs: class c sums the rows
+    # class_rows[class_row_start[c]:class_row_start[c + 1]] and adds
+    # class_bias[c]; outputs that are constant 0 or 1 need no row.
+    class_row_start: np.ndarray  # int32 (n_classes + 1,)
+    class_rows: np.ndarray  # int32
+    class_bias: np.ndarray  # int32 (n_classes,)
     n_classes: int
     input_slots: np.ndarray  # int32 (n_inputs,): slot of each encoder bit, -1 when unused
     chunk_base: np.ndarray  # int32 (n_chunks,)
@@ -456,16 +462,36 @@ def compile_program(graph: Graph, n_features: int) -> CompiledProgram:
     bit_index = used_inputs - 2
     plan = build_pack_plan(graph.input_feature[bit_index], graph.input_threshold[bit_index],
                            input_slots[bit_index], n_features, sink_slot=n_slots)
+    out_slots = slot_of[graph.outputs].astype(np.int32)
     return CompiledProgram(
         ops=ops,
         runs=gate_runs(gates),
         n_slots=n_slots,
-        out_slots=slot_of[graph.outputs].astype(np.int32),
+        out_slots=out_slots,
         n_classes=graph.n_classes,
+        **class_rows(out_slots, graph.n_classes),
         input_slots=input_slots,
         n_features=n_features,
         **plan,
     )
+
+
+def class_rows(out_slots: np.ndarray, n_classes: int) -> dict:
+    """Split the outputs into counted rows and constant biases per class.
+
+    Slot 0 (constant 0) adds nothing and slot 1 (constant 1) adds one to
+    every sample's count, so neither is read by the counter.
+    """
+    per_class = out_slots.reshape(n_classes, -1)
+    counted = per_class >= 2
+    rows = per_class[counted]
+    start = np.concatenate([[0], np.cumsum(counted.sum(axis=1))])
+    bias = (per_class == 1).sum(axis=1)
+    return {
+        "class_row_start": start.astype(np.int32),
+        "class_rows": rows.astype(np.int32),
+        "class_bias": bias.astype(np.int32),
+    }
 
 
 def gate_runs(gates: np.ndarray) -> np.ndarray:
@@ -506,11 +532,9 @@ def build_pack_plan(feature, threshold, slot, n_features: int, sink_slot: int) -
         group_start = np.concatenate([[0], np.flatnonzero(np.diff(feature)) + 1])
         group_of = np.repeat(np.arange(group_start.size), np.diff(np.concatenate([group_start, [feature.size]])))
         rank = np.arange(feature.size) - group_start[group_of]
-        n_windows = (n_features + 63) // 64
         for plane in range(int(rank.max()) + 1):
             selected = rank == plane
-            chunks.extend(_plane_chunks(feature[selected], threshold[selected], slot[selected],
-                                        n_features, n_windows))
+            chunks.extend(_plane_chunks(feature[selected], threshold[selected], slot[selected], n_features))
 
     n_chunks = len(chunks)
     lane_feature = np.zeros(64 * n_chunks, dtype=np.int32)
@@ -541,7 +565,7 @@ def build_pack_plan(feature, threshold, slot, n_features: int, sink_slot: int) -
     }
 
 
-def _plane_chunks(feature, threshold, slot, n_features, n_windows):
+def _plane_chunks(feature, threshold, slot, n_features):
     window = feature // 64
     occupied = np.unique(window)
     n_gather = (feature.size + 63) // 64

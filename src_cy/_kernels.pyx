@@ -30,9 +30,11 @@ cdef extern from "lgn_runtime.h" nogil:
         const int32_t *runs
         int32_t n_slots
         int32_t n_classes
-        int32_t group_size
         int32_t count_bits
-        const int32_t *out_slots
+        int32_t field_bits
+        const int32_t *class_row_start
+        const int32_t *class_rows
+        const int32_t *class_bias
         int32_t n_chunks
         const int32_t *chunk_base
         const int32_t *lane_feature
@@ -69,6 +71,21 @@ cdef extern from "lgn_runtime.h" nogil:
 ISA_NAMES = {LGN_ISA_PORTABLE: "portable", LGN_ISA_AVX2: "avx2", LGN_ISA_AVX512: "avx512"}
 ISA_CODES = {name: code for code, name in ISA_NAMES.items()}
 TILE_WORDS = (1, 2, 4, 8, 16)
+
+# Arrays a Program is built from: (dtype, shape for reshape).
+ARRAY_TYPES = {
+    "ops": (np.int32, (-1, 4)),
+    "runs": (np.int32, (-1, 3)),
+    "class_row_start": (np.int32, (-1,)),
+    "class_rows": (np.int32, (-1,)),
+    "class_bias": (np.int32, (-1,)),
+    "chunk_base": (np.int32, (-1,)),
+    "lane_feature": (np.int32, (-1,)),
+    "lane_slot": (np.int32, (-1,)),
+    "lane_u8_threshold": (np.uint8, (-1,)),
+    "chunk_u8_ones": (np.uint64, (-1,)),
+    "lane_f32_threshold": (np.float32, (-1,)),
+}
 MAX_TILE_WORDS = LGN_MAX_TILE_WORDS
 
 
@@ -165,36 +182,34 @@ cdef class Program:
     cdef readonly dict arrays
     cdef readonly int n_slots
 
-    def __init__(self, ops, runs, int n_slots, out_slots, int n_classes, chunk_base, lane_feature,
-                 lane_slot, lane_u8_threshold, chunk_u8_ones, lane_f32_threshold, int n_features):
-        arrays = {
-            "ops": np.ascontiguousarray(ops, dtype=np.int32).reshape(-1, 4),
-            "runs": np.ascontiguousarray(runs, dtype=np.int32).reshape(-1, 3),
-            "out_slots": np.ascontiguousarray(out_slots, dtype=np.int32),
-            "chunk_base": np.ascontiguousarray(chunk_base, dtype=np.int32),
-            "lane_feature": np.ascontiguousarray(lane_feature, dtype=np.int32),
-            "lane_slot": np.ascontiguousarray(lane_slot, dtype=np.int32),
-            "lane_u8_threshold": np.ascontiguousarray(lane_u8_threshold, dtype=np.uint8),
-            "chunk_u8_ones": np.ascontiguousarray(chunk_u8_ones, dtype=np.uint64),
-            "lane_f32_threshold": np.ascontiguousarray(lane_f32_threshold, dtype=np.float32),
-        }
-        self._check(arrays, n_slots, n_classes, n_features)
+    def __init__(self, arrays, int n_slots, int n_features):
+        """Build from the arrays of lgnrt.passes.CompiledProgram.
+
+        arrays maps each name in ARRAY_TYPES to an array (copied to the
+        listed dtype if needed); n_slots excludes the sink slot.
+        """
+        arrays = {name: np.ascontiguousarray(arrays[name], dtype=dtype).reshape(shape)
+                  for name, (dtype, shape) in ARRAY_TYPES.items()}
+        self._check(arrays, n_slots, n_features)
         for array in arrays.values():
             array.setflags(write=False)
         self.arrays = arrays
         self.n_slots = n_slots
 
-        group_size = arrays["out_slots"].shape[0] // n_classes
+        row_counts = np.diff(arrays["class_row_start"])
+        count_bits = max(1, int(row_counts.max()).bit_length())
         self.c.n_ops = arrays["ops"].shape[0]
         self.c.n_runs = arrays["runs"].shape[0]
         self.c.n_slots = n_slots
-        self.c.n_classes = n_classes
-        self.c.group_size = group_size
-        self.c.count_bits = int(group_size).bit_length()
+        self.c.n_classes = row_counts.shape[0]
+        self.c.count_bits = count_bits
+        self.c.field_bits = 8 if count_bits <= 8 else (16 if count_bits <= 16 else 32)
         self.c.n_chunks = arrays["chunk_base"].shape[0]
         self.c.ops = <const int32_t *>_address(arrays["ops"])
         self.c.runs = <const int32_t *>_address(arrays["runs"])
-        self.c.out_slots = <const int32_t *>_address(arrays["out_slots"])
+        self.c.class_row_start = <const int32_t *>_address(arrays["class_row_start"])
+        self.c.class_rows = <const int32_t *>_address(arrays["class_rows"])
+        self.c.class_bias = <const int32_t *>_address(arrays["class_bias"])
         self.c.chunk_base = <const int32_t *>_address(arrays["chunk_base"])
         self.c.lane_feature = <const int32_t *>_address(arrays["lane_feature"])
         self.c.lane_slot = <const int32_t *>_address(arrays["lane_slot"])
@@ -203,7 +218,7 @@ cdef class Program:
         self.c.lane_f32_threshold = <const float *>_address(arrays["lane_f32_threshold"])
 
     @staticmethod
-    def _check(arrays, n_slots, n_classes, n_features):
+    def _check(arrays, n_slots, n_features):
         # A wrong index here would make the C kernels read or write out of
         # bounds, so every index is range-checked once.
         def require(condition, message):
@@ -213,31 +228,36 @@ cdef class Program:
         ops = arrays["ops"]
         runs = arrays["runs"]
         require(n_slots >= 2, f"expected at least 2 slots, got {n_slots}")
-        require(n_classes >= 1, f"expected at least 1 class, got {n_classes}")
         if ops.shape[0]:
             require(ops[:, :3].min() >= 0 and ops[:, :3].max() < n_slots, "op slot out of range")
             require(ops[:, 0].min() >= 2, "an op writes a constant slot")
             require(ops[:, 3].min() >= 0 and ops[:, 3].max() < 16, "gate id out of range")
             require(bool(np.all((ops[:, 0] != ops[:, 1]) & (ops[:, 0] != ops[:, 2]))),
                     "an op writes a slot it reads")
-        covered = np.zeros(ops.shape[0], dtype=np.int64)
         if runs.shape[0]:
             require(bool(np.all(runs[:, 0] <= runs[:, 1])), "run ends before it begins")
             require(runs[0, 0] == 0 and runs[-1, 1] == ops.shape[0], "runs do not cover the ops")
             require(bool(np.all(runs[1:, 0] == runs[:-1, 1])), "runs are not contiguous")
-            for begin, end, gate in runs:
-                require(bool(np.all(ops[begin:end, 3] == gate)), "run gate differs from its ops")
+            run_of_op = np.repeat(runs[:, 2], runs[:, 1] - runs[:, 0])
+            require(bool(np.all(run_of_op == ops[:, 3])), "run gate differs from its ops")
         else:
             require(ops.shape[0] == 0, "ops without runs")
-        out_slots = arrays["out_slots"]
-        require(out_slots.shape[0] >= n_classes and out_slots.shape[0] % n_classes == 0,
-                "output count is not a multiple of the class count")
-        require(out_slots.shape[0] // n_classes < 2**31, "class group too large")
-        require(out_slots.min() >= 0 and out_slots.max() < n_slots, "output slot out of range")
+
+        start = arrays["class_row_start"]
+        rows = arrays["class_rows"]
+        require(start.shape[0] >= 2, "expected at least 1 class")
+        require(start[0] == 0 and start[-1] == rows.shape[0], "class rows do not cover the row list")
+        require(bool(np.all(np.diff(start) >= 0)), "class row ranges are not ordered")
+        require(int(np.diff(start).max()) < 2**31 - 1, "class has too many rows")
+        require(rows.size == 0 or (rows.min() >= 0 and rows.max() < n_slots), "class row slot out of range")
+        require(arrays["class_bias"].shape[0] == start.shape[0] - 1, "one bias per class expected")
+        require(bool(np.all(arrays["class_bias"] >= 0)), "negative class bias")
+
         n_chunks = arrays["chunk_base"].shape[0]
         n_lanes = 64 * n_chunks
         for name in ("lane_feature", "lane_slot", "lane_u8_threshold", "lane_f32_threshold"):
-            require(arrays[name].shape == (n_lanes,), f"{name} has {arrays[name].shape[0]} lanes, expected {n_lanes}")
+            require(arrays[name].shape == (n_lanes,),
+                    f"{name} has {arrays[name].shape[0]} lanes, expected {n_lanes}")
         require(arrays["chunk_u8_ones"].shape == (n_chunks,), "chunk_u8_ones length")
         if n_chunks:
             require(arrays["lane_feature"].min() >= 0 and arrays["lane_feature"].max() < n_features,

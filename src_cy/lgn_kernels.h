@@ -431,58 +431,92 @@ LGN_INLINE void LGN_FN(count_classes)(const lgn_program *p, uint64_t *scratch, c
 {
     const uint64_t *slots = scratch + layout->slots;
     for (int32_t c = 0; c < p->n_classes; c++) {
-        LGN_FN(count_rows)(slots, p->out_slots + (size_t)c * p->group_size, p->group_size, p->count_bits,
+        int32_t begin = p->class_row_start[c];
+        int32_t end = p->class_row_start[c + 1];
+        LGN_FN(count_rows)(slots, p->class_rows + begin, end - begin, p->count_bits,
                            scratch + layout->planes + (size_t)c * p->count_bits * T, T);
     }
 }
 
-/* Turn the count planes of one word (64 samples) into per-sample counts:
- * plane rows c*count_bits + b are transposed so that sample s's record
- * holds class c's count in bits [c*count_bits, (c+1)*count_bits). */
-static void LGN_FN(emit_counts)(const lgn_program *p, uint64_t *scratch, const lgn_layout *layout, int T,
-                                int w, int64_t first_sample, int n_valid, int32_t *counts, int64_t *labels)
+/* Read the counts of valid samples from the transposed records, add the
+ * bias, store them and the argmax. FIELD_BITS is a literal, so each count
+ * is one zero-extending load. */
+LGN_INLINE void LGN_FN(read_counts)(const lgn_program *p, const uint64_t *records, int64_t first_sample,
+                                    int n_valid, int32_t *counts, int64_t *labels, const int FIELD_BITS)
 {
-    const uint64_t *planes = scratch + layout->planes;
-    uint64_t *records = scratch + layout->records;
-    int32_t n_rows = p->n_classes * p->count_bits;
-    int32_t n_record_words = lgn_record_words(p);
-    int nb = p->count_bits;
-    uint64_t field_mask = nb >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << nb) - 1);
-
-    for (int32_t k = 0; k < n_record_words; k++) {
-        uint64_t *block = records + 64 * (size_t)k;
-        for (int r = 0; r < 64; r++) {
-            int32_t row = 64 * k + r;
-            block[r] = row < n_rows ? planes[(size_t)row * T + w] : 0;
-        }
-        LGN_FN(transpose64)(block);
-    }
-
+    const int classes_per_word = 64 / FIELD_BITS;
     for (int s = 0; s < n_valid; s++) {
         int64_t sample = first_sample + s;
         int32_t best_class = 0;
         int64_t best_count = -1;
-        for (int32_t c = 0; c < p->n_classes; c++) {
-            int32_t offset = c * nb;
-            int32_t word = offset >> 6;
-            int shift = offset & 63;
-            uint64_t value = records[64 * (size_t)word + s] >> shift;
-            if (shift + nb > 64) {
-                value |= records[64 * (size_t)(word + 1) + s] << (64 - shift);
-            }
-            int64_t count = (int64_t)(value & field_mask);
-            if (counts != NULL) {
-                counts[sample * p->n_classes + c] = (int32_t)count;
-            }
-            /* Strict > keeps the lowest class index on ties. */
-            if (count > best_count) {
-                best_count = count;
-                best_class = c;
+        int32_t c = 0;
+        for (int32_t k = 0; c < p->n_classes; k++) {
+            const unsigned char *record = (const unsigned char *)(records + 64 * (size_t)k + s);
+            for (int j = 0; j < classes_per_word && c < p->n_classes; j++, c++) {
+                int64_t count;
+                if (FIELD_BITS == 8) {
+                    count = record[j];
+                } else if (FIELD_BITS == 16) {
+                    uint16_t field;
+                    memcpy(&field, record + 2 * j, sizeof field);
+                    count = field;
+                } else {
+                    uint32_t field;
+                    memcpy(&field, record + 4 * j, sizeof field);
+                    count = field;
+                }
+                count += p->class_bias[c];
+                if (counts != NULL) {
+                    counts[sample * p->n_classes + c] = (int32_t)count;
+                }
+                /* Strict > keeps the lowest class index on ties. */
+                if (count > best_count) {
+                    best_count = count;
+                    best_class = c;
+                }
             }
         }
         if (labels != NULL) {
             labels[sample] = best_class;
         }
+    }
+}
+
+/* Turn the count planes of word w (64 samples) into per-sample counts.
+ * Record word k gathers the planes of classes k*(64/field_bits) onward,
+ * class j of the word at rows j*field_bits + b; after a 64x64 transpose,
+ * word k of sample s holds those classes' counts as byte-aligned fields. */
+static void LGN_FN(emit_counts)(const lgn_program *p, uint64_t *scratch, const lgn_layout *layout, int T,
+                                int w, int64_t first_sample, int n_valid, int32_t *counts, int64_t *labels)
+{
+    const uint64_t *planes = scratch + layout->planes;
+    uint64_t *records = scratch + layout->records;
+    int32_t n_record_words = lgn_record_words(p);
+    int field_bits = p->field_bits;
+    int classes_per_word = 64 / field_bits;
+    int nb = p->count_bits;
+
+    for (int32_t k = 0; k < n_record_words; k++) {
+        uint64_t *block = records + 64 * (size_t)k;
+        for (int r = 0; r < 64; r++) {
+            block[r] = 0;
+        }
+        for (int j = 0; j < classes_per_word; j++) {
+            int32_t c = k * classes_per_word + j;
+            if (c >= p->n_classes) {
+                break;
+            }
+            for (int b = 0; b < nb; b++) {
+                block[j * field_bits + b] = planes[((size_t)c * nb + b) * T + w];
+            }
+        }
+        LGN_FN(transpose64)(block);
+    }
+
+    switch (field_bits) {
+        case 8: LGN_FN(read_counts)(p, records, first_sample, n_valid, counts, labels, 8); break;
+        case 16: LGN_FN(read_counts)(p, records, first_sample, n_valid, counts, labels, 16); break;
+        default: LGN_FN(read_counts)(p, records, first_sample, n_valid, counts, labels, 32); break;
     }
 }
 

@@ -20,6 +20,11 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Count extraction reads fields of 64-bit words through byte addresses. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "lgnrt kernels assume a little-endian CPU"
+#endif
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LGN_HAVE_X86_PATHS 1
 #include <immintrin.h>
@@ -52,12 +57,18 @@ typedef struct {
      * packer lanes. */
     int32_t n_slots;
 
-    /* Class head: out_slots[c*group_size + k] is the slot of output k of
-     * class c; count_bits = bit length of group_size. */
+    /* Class head: class c counts the ones of rows class_rows[
+     * class_row_start[c] .. class_row_start[c+1]) (slot indices) and adds
+     * class_bias[c], the number of its outputs that are constant 1.
+     * count_bits planes hold the row count (bit length of the largest row
+     * count, at least 1); each sample's count sits in a field of
+     * field_bits (8, 16 or 32) bits of its transposed record. */
     int32_t n_classes;
-    int32_t group_size;
     int32_t count_bits;
-    const int32_t *out_slots;
+    int32_t field_bits;
+    const int32_t *class_row_start;
+    const int32_t *class_rows;
+    const int32_t *class_bias;
 
     /* Input packer: chunks of 64 lanes, lane l of chunk c computes one
      * input bit. chunk_base[c] >= 0 means lane l reads feature
@@ -98,7 +109,8 @@ static inline size_t lgn_round_up(size_t words)
 
 static inline int32_t lgn_record_words(const lgn_program *p)
 {
-    return (p->n_classes * p->count_bits + 63) / 64;
+    int32_t classes_per_word = 64 / p->field_bits;
+    return (p->n_classes + classes_per_word - 1) / classes_per_word;
 }
 
 static inline lgn_layout lgn_scratch_layout(const lgn_program *p, int T)

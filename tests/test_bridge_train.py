@@ -172,7 +172,7 @@ def test_shift_images_moves_pixels():
 
     shifted = shift_images(image, (3, 3), 1, FixedOffsets())
 
-    assert shifted.reshape(3, 3).tolist() == [[0, 0, 0], [7, 0, 0], [0, 0, 0]]
+    assert shifted.reshape(3, 3).tolist() == [[0, 0, 7], [0, 0, 0], [0, 0, 0]]
 
 
 def test_shift_images_zero_is_identity():
