@@ -22,11 +22,18 @@ demo:
 test:
 	$(BIN)/python -m pytest -q
 
+# lgnrt against PyTorch and onnxruntime on the same inputs, 1 and all threads;
+# fails if any prediction differs. ARGS passes options, e.g. ARGS="--batch 16384".
 bench:
-	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/compare.py $(ARGS)
 
+# Every asv benchmark once on trimmed grids (LGNRT_BENCH_QUICK=1), so that a
+# broken benchmark fails CI; asv exits non-zero if any benchmark fails. The
+# machine entry has its own name, so it leaves other entries in
+# ~/.asv-machine.json alone. Nothing is saved (--dry-run).
 asv-quick:
-	$(BIN)/asv run --quick --python=same --dry-run --show-stderr
+	$(BIN)/asv machine --yes --machine lgnrt-quick
+	LGNRT_BENCH_QUICK=1 $(BIN)/asv run --quick --python=same --dry-run --show-stderr --machine lgnrt-quick
 
 clean:
 	rm -rf build runs .pytest_cache lgnrt/*.so src_cy/*.c

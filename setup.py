@@ -4,6 +4,7 @@ Extensions are listed as data in EXTENSIONS; each unusual flag carries its
 reason beside it.
 """
 
+import glob
 import platform
 
 import numpy
@@ -30,6 +31,9 @@ def make_extension(name, sources):
     return Extension(
         name,
         sources,
+        # The kernels live in headers the .pyx includes; listing them makes
+        # an edit to a header rebuild the extension.
+        depends=sorted(glob.glob("src_cy/lgn_*.h")),
         include_dirs=[numpy.get_include(), "src_cy"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=COMPILE_ARGS,

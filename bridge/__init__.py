@@ -1,1 +1,22 @@
-"""Training bridge: train logic gate networks in PyTorch and export them to `.lgn` files."""
+"""Training bridge: train logic gate networks in PyTorch and export them to `.lgn` files.
+
+    from lgnrt.bridge import PRESETS, TrainConfig, train, export_model
+    result = train(PRESETS["demo"])
+    export_model(result.model, result.encoder, "model.lgn", result.record)
+
+Needs torch (install `lgnrt[train]`); the runtime in `lgnrt` does not.
+"""
+
+from .cage import CageConfig
+from .encoders import encode_bits, make_encoder, thermometer_encoder
+from .estimators import ESTIMATORS
+from .export import export_model, to_network, verify_export
+from .layers import GroupSum, LogicLayer
+from .model import LogicNet
+from .train import PRESETS, TrainConfig, TrainResult, train
+
+__all__ = [
+    "CageConfig", "ESTIMATORS", "GroupSum", "LogicLayer", "LogicNet", "PRESETS", "TrainConfig",
+    "TrainResult", "encode_bits", "export_model", "make_encoder", "thermometer_encoder", "to_network",
+    "train", "verify_export",
+]

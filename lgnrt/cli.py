@@ -1,4 +1,4 @@
-"""The `lgnrt` command line: train, demo, eval, bench, info and export-onnx.
+"""The `lgnrt` command line: train, sweep, demo, eval, bench, info and export-onnx.
 
 Serving commands (eval, bench, info, export-onnx) never import torch; the
 training commands import the bridge only when they run.
@@ -156,6 +156,12 @@ def command_train(arguments) -> int:
     return 0
 
 
+def command_sweep(arguments) -> int:
+    from .bridge.sweep import main as sweep_main
+
+    return sweep_main(arguments.arguments, prog="lgnrt sweep")
+
+
 def command_demo(arguments) -> int:
     from .demo import run_demo
 
@@ -191,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                        help="override a setting, e.g. --set estimator=soft_mix --set tau=0.5")
     train.set_defaults(handler=command_train)
+
+    # The sweep parses its own options (`lgnrt sweep --help`), so this parser
+    # passes every argument through without importing torch. prefix_chars="+"
+    # keeps argparse from reading "--out" and the like as options of its own.
+    sweep = commands.add_parser("sweep", add_help=False, prefix_chars="+",
+                                help="train an estimator x temperature x CAGE x seed grid; tables and plots")
+    sweep.add_argument("arguments", nargs=argparse.REMAINDER, help="options of the sweep; see lgnrt sweep --help")
+    sweep.set_defaults(handler=command_sweep)
 
     evaluate = commands.add_parser("eval", help="deployed accuracy of a model, compared with its training record")
     evaluate.add_argument("model", help="path of a .lgn file")

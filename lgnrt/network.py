@@ -212,7 +212,8 @@ def reference_counts(network: Network, features: np.ndarray) -> np.ndarray:
     for layer in network.layers:
         values = apply_gates_bool(layer.gates, values[:, layer.wire_a], values[:, layer.wire_b])
     n_samples = values.shape[0]
-    per_class = values.reshape(n_samples, network.n_classes, -1)
+    group_size = values.shape[1] // network.n_classes
+    per_class = values.reshape(n_samples, network.n_classes, group_size)
     return per_class.sum(axis=2, dtype=np.int32)
 
 

@@ -3,9 +3,9 @@
 The passes work on a `Graph`, a node-numbered view of a network: node 0 is
 the constant 0, node 1 the constant 1, nodes 2 .. 2+n_inputs-1 are the
 encoder's input bits, and the gates follow in layer order. A gate reads
-only nodes numbered below its own layer, so gates of one layer are
-independent and every pass can handle a whole layer with numpy at once;
-loading a 48,000-gate network has a budget of milliseconds, not seconds.
+only nodes numbered below its own layer, so the gates of one layer are
+independent. Every pass therefore handles a whole layer with numpy at
+once, which keeps loading a 48,000-gate network to milliseconds.
 
 Each pass returns a new Graph with the same outputs on every input:
 
@@ -17,8 +17,9 @@ Each pass returns a new Graph with the same outputs on every input:
 - "merge": gates with equal gate id and sources (after normalising input
   order with swap_inputs) and input bits with equal feature and threshold
   are computed once.
-- "dead": gates no output depends on are removed; an input a gate ignores
-  is rewired to a source the gate already reads, so it keeps nothing alive.
+- "dead": gates no output depends on are removed. An input that a gate
+  ignores is rewired to a source the gate already reads, so the ignored
+  source can die too.
 
 `compile_program` turns a Graph into the arrays of lgnrt._kernels.Program.
 """
@@ -26,6 +27,7 @@ Each pass returns a new Graph with the same outputs on every input:
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -255,15 +257,15 @@ def fold_not_gates(graph: Graph) -> Graph:
 
     outputs = result.outputs
     negated_outputs = outputs[negated[outputs]]
-    kept = negated_outputs - result.first_gate
-    result.gate[kept] = NOT_A
-    result.src_a[kept] = base[negated_outputs]
-    result.src_b[kept] = base[negated_outputs]
+    output_not_gates = negated_outputs - result.first_gate
+    result.gate[output_not_gates] = NOT_A
+    result.src_a[output_not_gates] = base[negated_outputs]
+    result.src_b[output_not_gates] = base[negated_outputs]
     result.outputs = np.where(negated[outputs], outputs, base[outputs])
 
     gate_nodes = result.first_gate + np.arange(result.gate.shape[0])
     absorbed = (base[gate_nodes] != gate_nodes) | negated[gate_nodes]
-    absorbed[kept] = False
+    absorbed[output_not_gates] = False
     result.present &= ~absorbed
     return result
 
@@ -389,6 +391,28 @@ def run_passes(graph: Graph, passes) -> tuple[Graph, list[dict]]:
 # compilation
 # ---------------------------------------------------------------------------
 
+def load_kernels():
+    """Import and return the compiled extension lgnrt._kernels.
+
+    libgomp reads its wait policy once, when the extension loads it. Its
+    default busy-waits at the end of each parallel loop. With more runnable
+    threads than cores, the waiting thread then takes CPU from the one it
+    waits for: 3x the CPU time per 2-thread call, measured on 2 shared
+    cores. So the policy defaults to passive here, but a value the user
+    set still wins. Import the extension through this function for that to
+    apply.
+    """
+    global _kernels_module
+    if _kernels_module is None:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from . import _kernels
+        _kernels_module = _kernels
+    return _kernels_module
+
+
+_kernels_module = None
+
+
 @dataclass
 class CompiledProgram:
     """Arrays of a gate program, its packer plan and its class head."""
@@ -426,8 +450,8 @@ def execution_order(graph: Graph) -> np.ndarray:
     """Return the present gates in execution order.
 
     Gates of a layer are independent, so each layer is sorted by gate id
-    (long runs of one gate let the kernel hoist the gate out of its loop)
-    and then by first source (reads sweep the slot buffer in one direction).
+    and then by first source. Long runs of one gate let the kernel hoist
+    the gate out of its loop.
     """
     order = []
     for layer in range(len(graph.layer_bounds)):
@@ -438,8 +462,7 @@ def execution_order(graph: Graph) -> np.ndarray:
 
 def compile_program(graph: Graph, n_features: int) -> CompiledProgram:
     """Allocate slots and build the op, run, output and packer arrays."""
-    from . import _kernels
-
+    kernels = load_kernels()
     order = execution_order(graph)
     dst_nodes = graph.first_gate + order
     src_a = graph.src_a[order]
@@ -453,7 +476,7 @@ def compile_program(graph: Graph, n_features: int) -> CompiledProgram:
     used_inputs = 2 + np.flatnonzero(referenced[2:graph.first_gate])
 
     op_nodes = np.stack([dst_nodes, src_a, src_b], axis=1).astype(np.int32)
-    slot_of, n_slots = _kernels.allocate_slots(
+    slot_of, n_slots = kernels.allocate_slots(
         np.ascontiguousarray(op_nodes), used_inputs.astype(np.int32),
         graph.outputs.astype(np.int32), graph.n_nodes)
 
@@ -512,8 +535,8 @@ _GATHER_COST = 16
 def build_pack_plan(feature, threshold, slot, n_features: int, sink_slot: int) -> dict:
     """Group the used input bits into chunks of 64 packer lanes.
 
-    Bits of one feature are ranked by threshold; rank r of every feature
-    forms "plane" r, laid out by feature number so that a chunk of 64
+    Bits of one feature are ranked by threshold. Rank r of every feature
+    forms "plane" r, laid out by feature number, so a chunk of 64
     consecutive features is one contiguous load from a sample's row. With
     the usual thermometer encoders (the same number of thresholds for
     every feature) each plane is dense. A sparse plane, or any plane of a
@@ -614,9 +637,9 @@ def _gather_chunks(feature, threshold, slot):
 def _uint8_thresholds(threshold: np.ndarray, used: np.ndarray):
     """Map float thresholds to the uint8 compare: x > t  <=>  x > floor(t).
 
-    That holds for integer x and any t in [0, 255). A threshold below 0 makes
-    the bit always 1 (set through the chunk's ones mask); 255 and above, and
-    unused lanes, compare to 255, which no uint8 exceeds.
+    That is true for integer x and any t in [0, 255). A threshold below 0
+    makes the bit always 1, through the chunk's ones mask. Thresholds of
+    255 and above, and unused lanes, compare to 255, which no uint8 exceeds.
     """
     threshold = threshold.astype(np.float64)
     always_one = used & (threshold < 0)

@@ -117,9 +117,14 @@ def allocate_slots(const int32_t[:, ::1] op_nodes, const int32_t[::1] input_node
     are released only after the destination is chosen, so an op never
     writes a slot it reads. Output nodes are never released.
 
-    Returns (slot of each node, int32 with -1 for nodes without a slot;
-    number of slots).
+    Returns a tuple: the slot of each node (int32, -1 for nodes without a
+    slot) and the number of slots.
     """
+    for name, nodes in (("op", op_nodes), ("input", input_nodes), ("output", output_nodes)):
+        array = np.asarray(nodes)
+        if array.size and (array.min() < 0 or array.max() >= n_nodes):
+            raise ValueError(f"{name} node ids must lie in [0, {n_nodes}), got "
+                             f"[{array.min()}, {array.max()}]")
     cdef Py_ssize_t n_ops = op_nodes.shape[0]
     cdef Py_ssize_t i, k
     cdef int32_t node, slot, source
@@ -218,6 +223,7 @@ cdef class Program:
         self.c.lane_f32_threshold = <const float *>_address(arrays["lane_f32_threshold"])
 
     @staticmethod
+    @cython.wraparound(True)
     def _check(arrays, n_slots, n_features):
         # A wrong index here would make the C kernels read or write out of
         # bounds, so every index is range-checked once.
@@ -367,7 +373,10 @@ def run(Program program, features, int isa, int tile_words, int threads, bint wa
             scratch = lgn_scratch_new(prog, tile_words)
             if scratch == NULL:
                 lgn_flag_set(failed_flag)
-            for tile in prange(n_tiles, schedule="static"):
+            # Dynamic: a thread that gets less CPU time (other processes,
+            # frequency differences) takes fewer tiles instead of holding
+            # up the others at the end.
+            for tile in prange(n_tiles, schedule="dynamic", chunksize=1):
                 if scratch != NULL:
                     lgn_run_tile(isa, prog, &batch, tile, tile_words, scratch, count_pointer, label_pointer)
             lgn_scratch_free(scratch)

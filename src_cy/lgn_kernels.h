@@ -40,7 +40,7 @@
 #if LGN_ISA_LEVEL == LGN_ISA_AVX512
 
 /* Rounds with J >= 8 swap whole registers of eight rows. Rounds with J < 8
- * pair lanes inside a register: P holds each lane's partner (lane i ^ J),
+ * pair lanes inside a register: P is each lane's partner (lane i ^ J),
  * "low" lanes (bit J of the lane index clear) take t << J and "high" lanes
  * (HIGH) take t, where t is computed in the low lane's frame. */
 #define LGN_TRANSPOSE_REGISTERS(J, DISTANCE, MASK)                                             \
@@ -241,7 +241,7 @@ static void LGN_FN(pack_tile)(const lgn_program *p, const lgn_batch *batch, int6
             if (start + s + LGN_PREFETCH_ROWS < batch->n_samples) {
                 const char *ahead = row + LGN_PREFETCH_ROWS * batch->row_stride;
                 for (int64_t offset = 0; offset < batch->row_bytes; offset += 64) {
-                    __builtin_prefetch(ahead + offset);
+                    __builtin_prefetch(ahead + offset, 0, 0);
                 }
             }
             LGN_FN(binarize_sample)(p, row, batch->is_float32, lanes, s);
@@ -324,12 +324,13 @@ LGN_INLINE void LGN_FN(eval_runs)(const lgn_program *p, uint64_t *slots, const i
  * ------------------------------------------------------------------------
  * Each class's output rows are summed bit-sliced into count_bits planes of
  * T words (plane k = bit k of every sample's count). Blocks of 16 rows go
- * through a Harley-Seal network of carry-save adders held in local arrays
- * (registers once the word loop is unrolled): 15 full adders fold 16 rows
- * into the running ones/twos/fours/eights and one row of weight 16, which
- * a ripple-carry add puts into the planes. That is about two vector ops
- * per row plus count_bits-4 half adders per 16 rows, with no
- * data-dependent branch. */
+ * through a Harley-Seal network of carry-save adders in local arrays, which
+ * become registers once the word loop is unrolled. Its 15 full adders fold
+ * 16 rows into the running ones/twos/fours/eights and one row of weight
+ * 16, and a ripple-carry add puts that row into the planes. The cost is
+ * about two vector ops per row plus count_bits-4 half adders per 16 rows,
+ * with no data-dependent branch. A carry-save tree that keeps pending rows
+ * per level needs such branches, and they mispredict. */
 
 /* planes += row * 2^from, over planes from .. count_bits-1. Bits carried
  * out of the top plane are always zero, because a count never exceeds the
@@ -482,10 +483,67 @@ LGN_INLINE void LGN_FN(read_counts)(const lgn_program *p, const uint64_t *record
     }
 }
 
+#if LGN_ISA_LEVEL == LGN_ISA_AVX512
+
+/* Counts of word w straight from the planes, 16 samples per register: bit
+ * plane b of class c, shifted to the group, is a lane mask for adding 2^b.
+ * The argmax runs across classes with one compare per class, and counts
+ * go through a class-major buffer (16 per class) into the sample-major
+ * output. */
+static void LGN_FN(emit_counts)(const lgn_program *p, uint64_t *scratch, const lgn_layout *layout, int T,
+                                int w, int64_t first_sample, int n_valid, int32_t *counts, int64_t *labels)
+{
+    const uint64_t *planes = scratch + layout->planes;
+    int32_t *group_counts = (int32_t *)(scratch + layout->records);
+    int nb = p->count_bits;
+    int32_t n_classes = p->n_classes;
+
+    for (int g = 0; 16 * g < n_valid; g++) {
+        int in_group = n_valid - 16 * g < 16 ? n_valid - 16 * g : 16;
+        __mmask16 valid = (__mmask16)((1u << in_group) - 1);
+        __m512i best = _mm512_set1_epi32(-1);
+        __m512i best_class = _mm512_setzero_si512();
+        for (int32_t c = 0; c < n_classes; c++) {
+            const uint64_t *class_planes = planes + (size_t)c * nb * T + w;
+            __m512i count = _mm512_set1_epi32(p->class_bias[c]);
+            for (int b = 0; b < nb; b++) {
+                __mmask16 bits = (__mmask16)(class_planes[(size_t)b * T] >> (16 * g));
+                count = _mm512_mask_add_epi32(count, bits, count, _mm512_set1_epi32(1 << b));
+            }
+            /* Strict > keeps the lowest class index on ties. */
+            __mmask16 greater = _mm512_cmpgt_epi32_mask(count, best);
+            best = _mm512_mask_mov_epi32(best, greater, count);
+            best_class = _mm512_mask_mov_epi32(best_class, greater, _mm512_set1_epi32(c));
+            if (counts != NULL) {
+                _mm512_storeu_si512((void *)(group_counts + 16 * (size_t)c), count);
+            }
+        }
+
+        int64_t group_first = first_sample + 16 * g;
+        if (labels != NULL) {
+            __m512i low = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(best_class));
+            __m512i high = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(best_class, 1));
+            _mm512_mask_storeu_epi64(labels + group_first, (__mmask8)valid, low);
+            _mm512_mask_storeu_epi64(labels + group_first + 8, (__mmask8)(valid >> 8), high);
+        }
+        if (counts != NULL) {
+            for (int s = 0; s < in_group; s++) {
+                int32_t *row = counts + (group_first + s) * n_classes;
+                for (int32_t c = 0; c < n_classes; c++) {
+                    row[c] = group_counts[16 * (size_t)c + s];
+                }
+            }
+        }
+    }
+}
+
+#else
+
 /* Turn the count planes of word w (64 samples) into per-sample counts.
  * Record word k gathers the planes of classes k*(64/field_bits) onward,
- * class j of the word at rows j*field_bits + b; after a 64x64 transpose,
- * word k of sample s holds those classes' counts as byte-aligned fields. */
+ * class j of the word at rows j*field_bits + b. After a 64x64 transpose,
+ * word k of sample s contains those classes' counts as byte-aligned
+ * fields. */
 static void LGN_FN(emit_counts)(const lgn_program *p, uint64_t *scratch, const lgn_layout *layout, int T,
                                 int w, int64_t first_sample, int n_valid, int32_t *counts, int64_t *labels)
 {
@@ -519,6 +577,8 @@ static void LGN_FN(emit_counts)(const lgn_program *p, uint64_t *scratch, const l
         default: LGN_FN(read_counts)(p, records, first_sample, n_valid, counts, labels, 32); break;
     }
 }
+
+#endif
 
 /* ------------------------------------------------------------------------
  * Per-width wrappers and the tile driver

@@ -1,9 +1,10 @@
 /* Bit-sliced evaluation of compiled logic gate networks.
  *
- * Data layout: a tile holds 64*T samples, sample j in bit j%64 of word j/64.
+ * Data layout: a tile contains 64*T samples, sample j in bit j%64 of word
+ * j/64.
  * Every signal of the network (constant, input bit, gate output) lives in a
  * "slot", a row of T words, so one 64-bit AND evaluates a gate for 64
- * samples. Slot 0 holds all zeros and slot 1 all ones.
+ * samples. Slot 0 contains all zeros and slot 1 all ones.
  *
  * The hot functions are in lgn_kernels.h, which this header includes once
  * per instruction set with a different name suffix: a portable build, and on
@@ -25,7 +26,8 @@
 #error "lgnrt kernels assume a little-endian CPU"
 #endif
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* LGN_PORTABLE_ONLY builds only the portable kernels, as on non-x86 CPUs. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(LGN_PORTABLE_ONLY)
 #define LGN_HAVE_X86_PATHS 1
 #include <immintrin.h>
 #else
@@ -60,9 +62,9 @@ typedef struct {
     /* Class head: class c counts the ones of rows class_rows[
      * class_row_start[c] .. class_row_start[c+1]) (slot indices) and adds
      * class_bias[c], the number of its outputs that are constant 1.
-     * count_bits planes hold the row count (bit length of the largest row
-     * count, at least 1); each sample's count sits in a field of
-     * field_bits (8, 16 or 32) bits of its transposed record. */
+     * count_bits is the bit length of the largest row count (at least 1),
+     * the number of count planes per class. The portable and AVX2 paths
+     * read each count from a field_bits-wide field (8, 16 or 32). */
     int32_t n_classes;
     int32_t count_bits;
     int32_t field_bits;

@@ -45,6 +45,16 @@ from lgnrt.gates import N_GATES, RELAXATION, TRUTH_TABLES  # noqa: E402
 INPUT_PAIRS = [(0, 0), (0, 1), (1, 0), (1, 1)]  # the column order of TRUTH_TABLES
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    # The networks here are tiny, so thread start-up and spinning cost more
+    # than they save, most of all on a loaded machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def mixture_of_gates(weights: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Return sum_g w_g relaxation_g(a, b) with all 16 candidates built explicitly.
 

