@@ -408,11 +408,11 @@ def test_parse_overrides_unknown_field():
 
 def test_tiny_preset_trains():
     pytest.importorskip("sklearn")
-    config = dataclasses.replace(PRESETS["tiny"], progress=False)
+    config = dataclasses.replace(PRESETS["tiny"], epochs=3, progress=False)
 
     result = train(config)
 
-    assert result.deployed_accuracy > 0.5
+    assert result.deployed_accuracy > 0.3  # chance is 0.1
     assert result.record["dataset"] == "digits"
 
 
