@@ -37,3 +37,10 @@ asv-quick:
 
 clean:
 	rm -rf build runs .pytest_cache lgnrt/*.so src_cy/*.c
+
+# The runtime's tests against a build of the kernels with AddressSanitizer and
+# UndefinedBehaviorSanitizer, made in a temporary copy; fails on any report.
+# Needs gcc (or CC=clang) with libasan. ARGS passes pytest options.
+.PHONY: sanitize
+sanitize:
+	BIN=$(BIN) scripts/sanitize.sh $(ARGS)

@@ -25,8 +25,8 @@ def train_sizes() -> list[str]:
     names = [name.strip() for name in os.environ.get("LGNRT_BENCH_TRAIN_SIZES", "small").split(",")]
     unknown = [name for name in names if name not in SIZES]
     if unknown:
-        raise ValueError(f"invalid LGNRT_BENCH_TRAIN_SIZES entry {unknown[0]!r}; "
-                         f"expected a comma-separated list of {', '.join(SIZES)}")
+        raise ValueError(f"invalid LGNRT_BENCH_TRAIN_SIZES entry {unknown[0]!r}. "
+                         f"Set it to a comma-separated list of sizes from: {', '.join(SIZES)}")
     return names
 
 

@@ -35,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 from pathlib import Path
 
@@ -284,7 +283,7 @@ def onnxruntime_predictor(onnx_bytes: bytes, threads: int):
 # Timing and checks
 # ---------------------------------------------------------------------------
 
-def time_backend(predict, pixels, repeats: int, row_seconds: float):
+def measure_backend(predict, pixels, repeats: int, row_seconds: float):
     """Return (labels of the untimed call, median seconds, timed calls)."""
     start = time.perf_counter()
     labels = np.asarray(predict(pixels))
@@ -428,7 +427,7 @@ def build_rows(arguments, network: Network, model: lgnrt.Model, pixels: np.ndarr
     for backend in arguments.backends:
         for threads in thread_counts:
             print(f"timing {backend} on {threads} thread(s) ...", file=sys.stderr, flush=True)
-            labels, seconds, calls = time_backend(factories[backend](threads), pixels,
+            labels, seconds, calls = measure_backend(factories[backend](threads), pixels,
                                                   arguments.repeats, arguments.row_seconds)
             if expected is None:
                 expected = labels

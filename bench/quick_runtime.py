@@ -62,7 +62,7 @@ def random_network(n_features: int, width: int, n_layers: int, n_classes: int, s
     return Network(encoder=encoder, layers=layers, n_classes=n_classes)
 
 
-def time_runs(function, repeats: int) -> dict:
+def measure_runs(function, repeats: int) -> dict:
     """Return the median and best wall time and the median CPU time of the process, in seconds."""
     function()
     wall, cpu = [], []
@@ -76,7 +76,7 @@ def time_runs(function, repeats: int) -> dict:
 
 
 def median_seconds(function, repeats: int) -> float:
-    return time_runs(function, repeats)["median"]
+    return measure_runs(function, repeats)["median"]
 
 
 def per_sample(timing: dict, n_samples: int) -> str:
@@ -106,10 +106,10 @@ def main() -> None:
     features = rng.integers(0, 256, (arguments.samples, 784), dtype=np.uint8)
     cores = available_cores()
 
-    single = time_runs(lambda: model.predict(features, threads=1), arguments.repeats)
-    parallel = time_runs(lambda: model.predict(features, threads=cores), arguments.repeats)
+    single = measure_runs(lambda: model.predict(features, threads=1), arguments.repeats)
+    parallel = measure_runs(lambda: model.predict(features, threads=cores), arguments.repeats)
     unoptimized = lgnrt.Model.from_network(network, optimize=False)
-    plain = time_runs(lambda: unoptimized.predict(features, threads=1), arguments.repeats)
+    plain = measure_runs(lambda: unoptimized.predict(features, threads=1), arguments.repeats)
     one_sample = features[:1]
     latency = median_seconds(lambda: model.predict(one_sample, threads=1), max(arguments.repeats, 200))
 

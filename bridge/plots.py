@@ -217,6 +217,7 @@ def plot_cage_dynamics(rows: list[dict], out_dir: Path, path: Path, title: str) 
     cage_rows = [row for row in rows if row["cage"]]
     if not cage_rows:
         return False
+
     figure, (tau_axis, confidence_axis) = plt.subplots(1, 2, figsize=(9.0, 3.6))
     labelled = set()
     for row in cage_rows:
@@ -233,6 +234,7 @@ def plot_cage_dynamics(rows: list[dict], out_dir: Path, path: Path, title: str) 
         color = VARIANT_COLORS.get(variant)
         tau_axis.plot(steps, tau_b, color=color, alpha=0.8, label=label)
         confidence_axis.plot(steps, confidence, color=color, alpha=0.8, label=label)
+
     tau_max = max(row["config"].get("cage_tau_max", 0.0) for row in cage_rows)
     tau_axis.set_ylim(0.0, 1.05 * tau_max if tau_max > 0 else None)
     confidence_axis.set_ylim(0.0, 1.0)
@@ -244,6 +246,7 @@ def plot_cage_dynamics(rows: list[dict], out_dir: Path, path: Path, title: str) 
     for axis in (tau_axis, confidence_axis):
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=7)
+
     figure.suptitle(title + " (one line per seed, at evaluation steps)")
     figure.tight_layout()
     figure.savefig(path, dpi=DPI)

@@ -9,7 +9,7 @@ loads the exported model with `lgnrt.load` and compares the runtime's label
 for every held-out sample with the bridge's hard-circuit label. A run whose
 labels differ, or whose training raised, gets a row with status "failed".
 
-OUT/results.jsonl holds one row per run and is the sweep's record: the
+OUT/results.jsonl contains one row per run and is the sweep's record. The
 sweep rewrites it atomically after each run, and a rerun skips every run
 whose row there has status "ok" and the same settings. A run that was
 interrupted has no row, so a rerun resumes it from its last checkpoint.
@@ -69,7 +69,7 @@ IGNORED_SETTINGS = frozenset({"out_dir", "progress", "resume", "checkpoint_every
 XOR_GATE = GATE_NAMES.index("XOR")
 XNOR_GATE = GATE_NAMES.index("XNOR")
 
-# Columns of results.csv, in order; rows in results.jsonl also hold the
+# Columns of results.csv, in order. Rows in results.jsonl also contain the
 # run's settings and final gate statistics.
 ROW_COLUMNS = (
     "run_id", "status", "dataset", "estimator", "tau", "cage", "seed",
@@ -233,9 +233,9 @@ def steps_to_accuracy(history: list[dict], target: float) -> int | None:
 def runtime_mismatches(model_path: Path, result, features: np.ndarray) -> int:
     """Count held-out samples on which the runtime's label differs from the bridge's hard circuit.
 
-    The runtime is the compiled model that `lgnrt.load` reads from disk,
-    with its graph passes on; the bridge side is LogicNet.hard_predict on
-    the bits of the same encoder.
+    The runtime side is the compiled model that `lgnrt.load` reads from
+    disk, with its graph passes on. The bridge side is
+    LogicNet.hard_predict on the bits of the same encoder.
     """
     served = lgnrt.load(model_path).predict(features, threads=1)
     device = result.model.layers[0].logits.device
@@ -401,7 +401,7 @@ def order_rows(sweep: Sweep, rows: dict[str, dict]) -> list[dict]:
 
 
 class SweepLock:
-    """An exclusive lock file holding the owner's process id; a lock of a dead process is taken over."""
+    """An exclusive lock file that contains the owner's process id; a lock of a dead process is taken over."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -577,7 +577,7 @@ def markdown_report(rows: list[dict], summary: list[dict]) -> str:
     datasets = sorted({row["dataset"] for row in rows})
     targets = sorted({row["target_accuracy"] for row in rows})
     settings = rows[0]["config"] if rows else {}
-    shown = ("widths", "tau_out", "encoding", "n_levels", "batch_size", "lr", "epochs", "steps", "eval_every",
+    listed_settings = ("widths", "tau_out", "encoding", "n_levels", "batch_size", "lr", "epochs", "steps", "eval_every",
              "cage_tau_max", "cage_tau_min", "cage_beta", "cage_per_layer", "wiring")
     n_ok = sum(row["status"] == "ok" for row in rows)
     parts = [
@@ -589,7 +589,7 @@ def markdown_report(rows: list[dict], summary: list[dict]) -> str:
         f"{', '.join(format_percent(t) for t in targets)}% at an evaluation. "
         "A CAGE run with tau \"any\" was trained once, because the bridge ignores tau under CAGE.",
         "",
-        "Settings of the first run: " + ", ".join(f"{key}={settings[key]}" for key in shown if key in settings),
+        "Settings of the first run: " + ", ".join(f"{key}={settings[key]}" for key in listed_settings if key in settings),
         "",
         "## Mean [min, max] over seeds",
         "",

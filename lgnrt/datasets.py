@@ -173,10 +173,8 @@ def load_idx_images(
             f"{images_path} contains {images.shape[0]} images but {labels_path} contains "
             f"{labels.shape[0]} labels; the two files must come from the same part"
         )
-    features = images.reshape(images.shape[0], -1)
-    labels = labels.astype(np.int64)
     check_labels(labels, n_classes, str(labels_path))
-    return features, labels
+    return images.reshape(images.shape[0], -1), labels.astype(np.int64)
 
 
 def load_mnist_idx(

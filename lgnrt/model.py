@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import InputError
 from .lgn_format import load_network
-from .network import Network, check_features, validate_network
+from .network import Network, validate_network
 from .passes import PASS_ORDER, compile_program, graph_from_network, run_passes
 from .passes import load_kernels as _kernels
 
@@ -92,14 +92,38 @@ def load(path, *, optimize: bool = True, passes=None) -> "Model":
     return Model(load_network(path), optimize=optimize, passes=passes)
 
 
+# The kernels are compute-bound, so threads beyond the available cores add
+# no speed. The cap turns a mistyped count into an InputError before OpenMP
+# tries to start that many threads: libgomp ends the process when it cannot
+# create a thread.
+MAX_THREADS = 1024
+
+# Values converted at a time when the input is not already uint8, bool or
+# float32 with a contiguous feature axis. A 2**19-value chunk needs about
+# 11 MiB of temporaries (float64 copy, float32 result, rounding masks). A
+# chunk grows beyond that only to give every thread one whole tile, so the
+# memory beyond input and outputs does not grow with the batch.
+_CONVERT_CHUNK_VALUES = 1 << 19
+
+# Kinds numpy counts as numbers that features may have: bool, unsigned and
+# signed integers, floats. timedelta64 is excluded although numpy's type
+# tree files it under the integers.
+_FEATURE_KINDS = "buif"
+
+
 def _check_threads(threads) -> int:
     if threads is None:
         return available_cores()
     if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)):
-        raise InputError(f"threads must be a positive integer or None, got {threads!r}")
+        raise InputError(f"threads must be a positive integer or None, got {threads!r}; "
+                         "pass None to use every available core")
     if threads < 1:
         raise InputError(f"threads must be a positive integer or None, got {threads}; "
                          "pass 1 for single-threaded use")
+    if threads > MAX_THREADS:
+        raise InputError(f"threads must be at most {MAX_THREADS}, got {threads}; "
+                         f"this process may run on {available_cores()} cores, "
+                         "so pass None to use all of them")
     return int(threads)
 
 
@@ -111,29 +135,112 @@ def _round_up_to_float32(values: np.ndarray) -> np.ndarray:
     or above x, so round_up(x) <= t. Comparing the rounded values in
     float32 therefore matches the float64 comparison of the reference.
     """
-    wide = np.asarray(values, dtype=np.float64)
+    # longdouble values beyond the float64 range become infinities, which
+    # compare as the original values do against any float32 threshold.
     with np.errstate(over="ignore"):
+        wide = np.asarray(values, dtype=np.float64)
         narrow = wide.astype(np.float32)
     below = narrow.astype(np.float64) < wide
     narrow[below] = np.nextafter(narrow[below], np.float32(np.inf))
     return narrow
 
 
+def as_feature_array(features, n_features: int) -> np.ndarray:
+    """Return `features` as a 2-D array after checking its dtype and shape.
+
+    Values are not checked here: `check_finite` does that chunk by chunk,
+    so that a large float batch needs no whole-batch temporary. A vector of
+    `n_features` values is one sample.
+    """
+    try:
+        array = np.asarray(features)
+    except (ValueError, TypeError) as error:
+        raise InputError(
+            f"features could not be converted to an array ({error}); pass a 2-D array "
+            f"or a list of rows with {n_features} numbers each"
+        ) from None
+    if array.dtype.kind not in _FEATURE_KINDS:
+        raise InputError(
+            f"features must be a numeric array of bool, integer or float values, got dtype "
+            f"{array.dtype}; convert them first, preferably to uint8 or float32"
+        )
+    if array.ndim == 1 and array.shape[0] == n_features:
+        array = array[np.newaxis, :]
+    if array.ndim != 2:
+        raise InputError(
+            f"features must have shape (n_samples, {n_features}), or ({n_features},) for one "
+            f"sample, got shape {array.shape}; reshape them to one row per sample"
+        )
+    if array.shape[1] != n_features:
+        raise InputError(
+            f"wrong number of features: the model expects {n_features} per sample, "
+            f"got {array.shape[1]} (input shape {array.shape}); pass the features the model "
+            "was trained on, in the same order"
+        )
+    return array
+
+
+def check_finite(array: np.ndarray, first_sample: int = 0) -> None:
+    """Raise InputError naming the first NaN or infinity in a float array.
+
+    `first_sample` is the batch index of the array's first row, so that a
+    chunk reports the sample's index in the whole batch.
+    """
+    if array.dtype.kind != "f" or array.size == 0:
+        return
+    rows = _rows_per_chunk(array.shape[1])
+    for start in range(0, array.shape[0], rows):
+        part = array[start:start + rows]
+        if np.isfinite(part).all():
+            continue
+        row, column = np.argwhere(~np.isfinite(part))[0]
+        sample = first_sample + start + int(row)
+        raise InputError(
+            f"features contain NaN or infinity at sample {sample}, feature {int(column)} "
+            f"(value {part[row, column]}); replace them before predicting"
+        )
+
+
+def _rows_per_chunk(n_features: int) -> int:
+    return max(1, _CONVERT_CHUNK_VALUES // n_features)
+
+
+def _is_kernel_ready(array: np.ndarray) -> bool:
+    """Return True when the kernels can read `array` without a copy."""
+    if array.dtype not in (np.uint8, np.bool_, np.float32):
+        return False
+    return array.shape[0] == 0 or array.strides[1] == array.itemsize
+
+
+def _convert_for_kernels(array: np.ndarray) -> np.ndarray:
+    """Return a uint8 or float32 copy of checked features, contiguous along the feature axis.
+
+    Integers, floats other than float32 and bool go through float64, as in
+    the reference evaluator, and are rounded up to float32. uint8 and bool
+    stay bytes.
+    """
+    if array.dtype == np.bool_:
+        array = array.view(np.uint8)
+    if array.dtype not in (np.uint8, np.float32):
+        array = _round_up_to_float32(array)
+    # astype keeps the memory order, so a Fortran-ordered input would still
+    # be strided along the feature axis here.
+    return np.ascontiguousarray(array)
+
+
 def prepare_features(features, n_features: int) -> np.ndarray:
-    """Validate features and return a uint8 or float32 array the kernels accept.
+    """Validate a whole batch and return a uint8 or float32 array the kernels accept.
 
     uint8 and float32 pass through, copied only when the feature axis is
     strided, and bool is viewed as uint8. Every other dtype goes through
-    float64, as in the reference evaluator, and is rounded up to float32.
+    float64 and is rounded up to float32. Model.predict does the same per
+    chunk of samples; this whole-batch form is for tests of the packer.
     """
-    array = check_features(features, n_features)
-    if array.dtype == np.bool_:
-        array = array.view(np.uint8)
-    elif array.dtype not in (np.uint8, np.float32):
-        array = _round_up_to_float32(array)
-    if array.shape[0] and array.strides[1] != array.itemsize:
-        array = np.ascontiguousarray(array)
-    return array
+    array = as_feature_array(features, n_features)
+    check_finite(array)
+    if _is_kernel_ready(array):
+        return array.view(np.uint8) if array.dtype == np.bool_ else array
+    return _convert_for_kernels(array)
 
 
 class Model:
@@ -206,11 +313,41 @@ class Model:
 
     def _run(self, features, threads, want_counts: bool):
         n_threads = _check_threads(threads)
-        array = prepare_features(features, self.n_features)
+        array = as_feature_array(features, self.n_features)
         kernels = _kernels()
+        # Read once, so that set_kernel_isa in another thread cannot change
+        # the kernel path between chunks of one call.
         isa = kernels.ISA_CODES[current_isa()]
         tile_words = self.tile_words(array.shape[0], n_threads)
-        return kernels.run(self._program, array, isa, tile_words, n_threads, want_counts)
+
+        if _is_kernel_ready(array):
+            check_finite(array)
+            if array.dtype == np.bool_:
+                array = array.view(np.uint8)
+            return kernels.run(self._program, array, isa, tile_words, n_threads, want_counts)
+        return self._run_converting(array, kernels, isa, tile_words, n_threads, want_counts)
+
+    def _run_converting(self, array, kernels, isa, tile_words, n_threads, want_counts):
+        """Convert and evaluate a batch chunk by chunk, so no whole-batch copy is made."""
+        n_samples = array.shape[0]
+        labels = np.empty(n_samples, dtype=np.int64)
+        counts = np.empty((n_samples, self.n_classes), dtype=np.int32) if want_counts else None
+        # Whole tiles for every thread in each chunk keep all threads busy
+        # until the last chunk.
+        tiles_per_round = 64 * tile_words * n_threads
+        rounds = max(1, _rows_per_chunk(self.n_features) // tiles_per_round)
+        chunk_samples = rounds * tiles_per_round
+
+        for start in range(0, n_samples, chunk_samples):
+            stop = min(start + chunk_samples, n_samples)
+            part = array[start:stop]
+            check_finite(part, first_sample=start)
+            part_counts, part_labels = kernels.run(self._program, _convert_for_kernels(part), isa,
+                                                   tile_words, n_threads, want_counts)
+            labels[start:stop] = part_labels
+            if want_counts:
+                counts[start:stop] = part_counts
+        return counts, labels
 
     def tile_words(self, n_samples: int, threads: int) -> int:
         """Return the tile width in 64-bit words for a batch.

@@ -22,6 +22,8 @@ from conftest import random_network
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_MODULES = sorted(path.stem for path in (REPO_ROOT / "bench").glob("bench_*.py"))
+# asv imports every module under bench/, not only the bench_*.py ones.
+ALL_MODULES = sorted(path.stem for path in (REPO_ROOT / "bench").glob("*.py") if path.stem != "__init__")
 BENCHMARK_PREFIXES = ("time_", "timeraw_", "mem_", "peakmem_", "track_")
 
 
@@ -87,6 +89,23 @@ def test_benchmarks_run_once(quick_bench, module_name):
             if name.startswith("track_"):
                 assert isinstance(result, (int, float)), f"{label} returned {result!r}, not a number"
                 assert result >= 0, f"{label} returned {result}"
+
+
+@pytest.mark.parametrize("module_name", ALL_MODULES)
+def test_helpers_not_taken_for_benchmarks(quick_bench, module_name):
+    """asv calls every module-level function named like a benchmark, without arguments unless it has params."""
+    module = quick_bench(module_name)
+    for name, function in inspect.getmembers(module, inspect.isfunction):
+        if function.__module__ != module.__name__ or not name.startswith(BENCHMARK_PREFIXES):
+            continue
+        if hasattr(function, "params"):
+            continue
+        required = [parameter.name for parameter in inspect.signature(function).parameters.values()
+                    if parameter.default is inspect.Parameter.empty
+                    and parameter.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+        assert not required, (
+            f"asv runs bench/{module_name}.py:{name}() as a benchmark and fails, because it requires "
+            f"{', '.join(required)}; rename it so that it does not start with one of {BENCHMARK_PREFIXES}")
 
 
 def test_quick_grid_keeps_only_small_network(quick_bench):

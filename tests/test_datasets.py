@@ -142,6 +142,14 @@ def test_load_idx_images_label_out_of_range(tmp_path):
         load_idx_images(tmp_path / "images", tmp_path / "labels")
 
 
+def test_load_idx_images_float_labels(tmp_path):
+    (tmp_path / "images").write_bytes(idx_bytes(np.zeros((2, 28, 28), dtype=np.uint8)))
+    (tmp_path / "labels").write_bytes(idx_bytes(np.array([1.0, 2.5]), type_code=0x0D))
+
+    with pytest.raises(ValueError, match="labels must be integers"):
+        load_idx_images(tmp_path / "images", tmp_path / "labels")
+
+
 def test_load_idx_images_rejects_labels_as_images(tmp_path):
     (tmp_path / "labels").write_bytes(idx_bytes(np.zeros(2, dtype=np.uint8)))
 
