@@ -40,7 +40,8 @@ clean:
 
 # The runtime's tests against a build of the kernels with AddressSanitizer and
 # UndefinedBehaviorSanitizer, made in a temporary copy; fails on any report.
-# Needs gcc (or CC=clang) with libasan. ARGS passes pytest options.
+# Needs gcc with its AddressSanitizer runtime (libasan). ARGS passes pytest
+# options, e.g. ARGS="-x".
 .PHONY: sanitize
 sanitize:
 	BIN=$(BIN) scripts/sanitize.sh $(ARGS)

@@ -234,18 +234,18 @@ def _drop_metrics_after(path: Path, step: int) -> None:
     """
     if not path.exists():
         return
-    kept = []
+    kept_lines = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             metrics = json.loads(line)
         except json.JSONDecodeError:
             continue
         if isinstance(metrics, dict) and isinstance(metrics.get("step"), int) and metrics["step"] <= step:
-            kept.append(line + "\n")
+            kept_lines.append(line + "\n")
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.writelines(kept)
+            stream.writelines(kept_lines)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -98,8 +98,8 @@ def load(path, *, optimize: bool = True, passes=None) -> "Model":
 # create a thread.
 MAX_THREADS = 1024
 
-# Values converted at a time when the input is not already uint8, bool or
-# float32 with a contiguous feature axis. A 2**19-value chunk needs about
+# Values converted at a time when the input is not already uint8 or float32
+# with a contiguous feature axis. A 2**19-value chunk needs about
 # 11 MiB of temporaries (float64 copy, float32 result, rounding masks). A
 # chunk grows beyond that only to give every thread one whole tile, so the
 # memory beyond input and outputs does not grow with the batch.
@@ -207,7 +207,7 @@ def _rows_per_chunk(n_features: int) -> int:
 
 def _is_kernel_ready(array: np.ndarray) -> bool:
     """Return True when the kernels can read `array` without a copy."""
-    if array.dtype not in (np.uint8, np.bool_, np.float32):
+    if array.dtype not in (np.uint8, np.float32):
         return False
     return array.shape[0] == 0 or array.strides[1] == array.itemsize
 
@@ -215,13 +215,15 @@ def _is_kernel_ready(array: np.ndarray) -> bool:
 def _convert_for_kernels(array: np.ndarray) -> np.ndarray:
     """Return a uint8 or float32 copy of checked features, contiguous along the feature axis.
 
-    Integers, floats other than float32 and bool go through float64, as in
-    the reference evaluator, and are rounded up to float32. uint8 and bool
-    stay bytes.
+    bool becomes uint8 0 and 1. Other integers and floats other than
+    float32 go through float64, as in the reference evaluator, and are
+    rounded up to float32.
     """
     if array.dtype == np.bool_:
-        array = array.view(np.uint8)
-    if array.dtype not in (np.uint8, np.float32):
+        # astype maps every nonzero byte to 1; a view would pass bytes
+        # other than 0 and 1 (from np.frombuffer, say) to the uint8 compare.
+        array = array.astype(np.uint8)
+    elif array.dtype not in (np.uint8, np.float32):
         array = _round_up_to_float32(array)
     # astype keeps the memory order, so a Fortran-ordered input would still
     # be strided along the feature axis here.
@@ -232,14 +234,14 @@ def prepare_features(features, n_features: int) -> np.ndarray:
     """Validate a whole batch and return a uint8 or float32 array the kernels accept.
 
     uint8 and float32 pass through, copied only when the feature axis is
-    strided, and bool is viewed as uint8. Every other dtype goes through
-    float64 and is rounded up to float32. Model.predict does the same per
-    chunk of samples; this whole-batch form is for tests of the packer.
+    strided, and bool becomes uint8. Every other dtype goes through float64
+    and is rounded up to float32. Model.predict does the same per chunk of
+    samples; this whole-batch form is for tests of the packer.
     """
     array = as_feature_array(features, n_features)
     check_finite(array)
     if _is_kernel_ready(array):
-        return array.view(np.uint8) if array.dtype == np.bool_ else array
+        return array
     return _convert_for_kernels(array)
 
 
@@ -322,8 +324,6 @@ class Model:
 
         if _is_kernel_ready(array):
             check_finite(array)
-            if array.dtype == np.bool_:
-                array = array.view(np.uint8)
             return kernels.run(self._program, array, isa, tile_words, n_threads, want_counts)
         return self._run_converting(array, kernels, isa, tile_words, n_threads, want_counts)
 
@@ -334,9 +334,9 @@ class Model:
         counts = np.empty((n_samples, self.n_classes), dtype=np.int32) if want_counts else None
         # Whole tiles for every thread in each chunk keep all threads busy
         # until the last chunk.
-        tiles_per_round = 64 * tile_words * n_threads
-        rounds = max(1, _rows_per_chunk(self.n_features) // tiles_per_round)
-        chunk_samples = rounds * tiles_per_round
+        samples_per_round = 64 * tile_words * n_threads
+        rounds = max(1, _rows_per_chunk(self.n_features) // samples_per_round)
+        chunk_samples = rounds * samples_per_round
 
         for start in range(0, n_samples, chunk_samples):
             stop = min(start + chunk_samples, n_samples)

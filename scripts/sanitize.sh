@@ -11,6 +11,9 @@
 # Usage: scripts/sanitize.sh [pytest arguments...]
 # Environment: BIN (folder with python, default .venv/bin), CC (default gcc),
 # KEEP_BUILD=1 keeps the temporary folder for inspection.
+# NOTE: only gcc is supported. clang names its runtime
+# libclang_rt.asan-<arch>.so and needs -shared-libasan, which this script
+# does not handle.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,7 +57,9 @@ echo "sanitize: building in $work with $compiler"
 ) || { cat "$work/build.log" >&2; echo "sanitize: build failed" >&2; exit 1; }
 
 extension=$(ls "$work"/lgnrt/_kernels*.so)
-if ! ldd "$extension" | grep -q libasan; then
+# grep without -q reads all of ldd's output, so ldd never dies of SIGPIPE,
+# which pipefail would report as a failed match.
+if ! ldd "$extension" | grep libasan >/dev/null; then
     echo "sanitize: $extension is not linked against libasan; the sanitizer flags did not reach the build" >&2
     exit 1
 fi
@@ -81,13 +86,14 @@ log=$work/pytest.log
 status=0
 # The memory test measures resident memory, which ASan's redzones and its
 # quarantine of freed blocks inflate, so it runs only in the normal build.
+# --deselect takes a node id relative to the root folder.
 "$python" -m pytest -p no:cacheprovider --rootdir="$root" -q "${tests[@]/#/$root/}" \
-    --deselect "$root/tests/test_inputs.py::test_large_batch_memory_bounded" "$@" 2>&1 | tee "$log" \
+    --deselect tests/test_inputs.py::test_large_batch_memory_bounded "$@" 2>&1 | tee "$log" \
     || status=$?
 
 if compgen -G "$reports.*" >/dev/null; then
     cat "$reports".* >&2
-    echo "sanitize: sanitizer reports above, from $(ls "$reports".* | wc -l) processes" >&2
+    echo "sanitize: sanitizer reports above, in $(ls "$reports".* | wc -l) report file(s)" >&2
     exit 1
 fi
 if grep -qE "ERROR: AddressSanitizer|runtime error:" "$log"; then

@@ -81,9 +81,9 @@ def assert_same_output(actual: np.ndarray, expected: np.ndarray, context: str) -
     assert differing.size == 0, f"{context}: first differing sample {differing[:1].tolist()}"
 
 
-def run_concurrently(model: Model, calls, barrier: threading.Barrier | None = None) -> list:
+def run_concurrently(model: Model, calls) -> list:
     """Run every call across N_WORKERS threads at once; return outputs in call order."""
-    start = barrier or threading.Barrier(N_WORKERS)
+    start = threading.Barrier(N_WORKERS)
 
     def work(worker: int) -> list[tuple[int, np.ndarray]]:
         start.wait()
@@ -171,7 +171,7 @@ def test_two_models_interleaved(network, calls):
 
 @pytest.fixture(scope="module")
 def slow_call():
-    """A model and a uint8 batch whose predict runs for about a second on one core.
+    """A model and a uint8 batch whose predict runs for about 0.6 s on one core.
 
     uint8 with contiguous rows goes straight to the kernels, so nearly all
     of the call runs in C.

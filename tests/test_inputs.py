@@ -276,8 +276,9 @@ def test_empty_batch_output_shapes(model):
             assert scores.dtype == np.int32, features.dtype
 
 
-def test_empty_batch_with_nan_free_check(model):
-    # A batch without samples has no value to check, even with a float dtype.
+def test_empty_float16_batch_accepted(model):
+    # A batch without samples has no value to check for NaN, and float16
+    # takes the converting path.
     assert model.predict(np.empty((0, model.n_features), np.float16)).shape == (0,)
 
 
@@ -346,7 +347,6 @@ def test_nested_lists_match_reference(model, network):
 
 def test_single_sample_vector_and_list(model, network):
     features = random_features(np.random.default_rng(15), network, 1, np.float64)
-    expected = reference_counts(network, features)
     for vector in (features[0], features[0].tolist(), features[0].astype(np.uint8)):
         expected = reference_counts(network, np.asarray(vector)[np.newaxis, :])
         assert np.array_equal(model.scores(vector), expected)
@@ -452,6 +452,12 @@ def test_bool_compares_as_zero_and_one():
     true_row = np.ones((1, 5), dtype=bool)
     assert model.scores(false_row).tolist() == [[1, 0, 0, 0, 0]]
     assert model.scores(true_row).tolist() == [[1, 1, 1, 0, 0]]
+
+    # numpy reads any nonzero byte of a bool array as True, also bytes
+    # other than 1 that np.frombuffer lets in.
+    raw = np.frombuffer(bytes([2, 2, 2, 200, 255]), dtype=bool).reshape(1, 5)
+    assert model.scores(raw).tolist() == [[1, 1, 1, 0, 0]]
+    assert np.array_equal(model.scores(raw), reference_counts(network, raw))
 
 
 # ---------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def start_training(command: list[str], log_path: Path) -> subprocess.Popen:
 
 
 def module_command(out_dir: Path, *extra: str) -> list[str]:
-    arguments = [sys.executable, "-m", "lgnrt.bridge.train", "--preset", "tiny", "--out-dir", str(out_dir)]
+    arguments = [sys.executable, "-m", "lgnrt.bridge", "--preset", "tiny", "--out-dir", str(out_dir)]
     for item in [*OVERRIDES, *extra]:
         arguments += ["--set", item]
     return arguments
@@ -100,7 +100,7 @@ def checkpoint_step(path: Path) -> int:
 
 
 def wait_for_step(process: subprocess.Popen, checkpoint: Path, minimum_step: int, log_path: Path) -> int:
-    """Wait until the checkpoint holds at least `minimum_step`; return its step."""
+    """Wait until the checkpoint contains step `minimum_step` or later; return its step."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
