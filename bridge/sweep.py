@@ -577,7 +577,7 @@ def markdown_report(rows: list[dict], summary: list[dict]) -> str:
     datasets = sorted({row["dataset"] for row in rows})
     targets = sorted({row["target_accuracy"] for row in rows})
     settings = rows[0]["config"] if rows else {}
-    listed_settings = ("widths", "tau_out", "encoding", "n_levels", "batch_size", "lr", "epochs", "steps", "eval_every",
+    listed_settings = ("widths", "tau_out", "encoding", "n_levels", "shift", "batch_size", "lr", "epochs", "steps", "eval_every",
              "cage_tau_max", "cage_tau_min", "cage_beta", "cage_per_layer", "wiring")
     n_ok = sum(row["status"] == "ok" for row in rows)
     parts = [
