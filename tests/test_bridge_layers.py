@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-
-def _map_bridge_package() -> None:
-    # A source checkout that was not installed with `pip install -e .` has
-    # no lgnrt.bridge; map it to bridge/ as setup.py's package_dir does.
-    folder = Path(__file__).resolve().parents[1] / "bridge"
-    spec = importlib.util.spec_from_file_location(
-        "lgnrt.bridge", folder / "__init__.py", submodule_search_locations=[str(folder)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["lgnrt.bridge"] = module
-    spec.loader.exec_module(module)
-
-
-try:
-    import lgnrt.bridge  # noqa: F401
-except ModuleNotFoundError:
-    _map_bridge_package()
-
-from lgnrt.bridge.cage import CageConfig, CageController, backward_temperature, commitment  # noqa: E402
-from lgnrt.bridge.estimators import ESTIMATORS, gate_weights, gumbel_noise  # noqa: E402
-from lgnrt.bridge.layers import (  # noqa: E402
+from lgnrt.bridge.cage import CageConfig, CageController, backward_temperature, commitment
+from lgnrt.bridge.estimators import ESTIMATORS, gate_weights, gumbel_noise
+from lgnrt.bridge.layers import (
     GroupSum,
     LogicLayer,
     make_wiring,
@@ -39,8 +18,8 @@ from lgnrt.bridge.layers import (  # noqa: E402
     random_wiring,
     unique_wiring,
 )
-from lgnrt.bridge.model import LogicNet  # noqa: E402
-from lgnrt.gates import N_GATES, RELAXATION, TRUTH_TABLES  # noqa: E402
+from lgnrt.bridge.model import LogicNet
+from lgnrt.gates import N_GATES, RELAXATION, TRUTH_TABLES
 
 INPUT_PAIRS = [(0, 0), (0, 1), (1, 0), (1, 1)]  # the column order of TRUTH_TABLES
 

@@ -3,46 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-
-def _map_bridge_package() -> None:
-    # A source checkout that was not installed with `pip install -e .` has
-    # no lgnrt.bridge; map it to bridge/ as setup.py's package_dir does.
-    folder = Path(__file__).resolve().parents[1] / "bridge"
-    spec = importlib.util.spec_from_file_location(
-        "lgnrt.bridge", folder / "__init__.py", submodule_search_locations=[str(folder)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["lgnrt.bridge"] = module
-    spec.loader.exec_module(module)
-
-
-try:
-    import lgnrt.bridge  # noqa: F401
-except ModuleNotFoundError:
-    _map_bridge_package()
-
-from lgnrt.bridge.augment import shift_images  # noqa: E402
-from lgnrt.bridge.encoders import (  # noqa: E402
+from lgnrt.bridge.augment import shift_images
+from lgnrt.bridge.encoders import (
     encode_bits,
     make_encoder,
     quantile_thresholds,
     thermometer_encoder,
     uniform_thresholds,
 )
-from lgnrt.bridge.estimators import ESTIMATORS  # noqa: E402
-from lgnrt.bridge.export import export_model, to_network, verify_export  # noqa: E402
-from lgnrt.bridge.model import LogicNet  # noqa: E402
-from lgnrt.bridge.train import (  # noqa: E402
+from lgnrt.bridge.estimators import ESTIMATORS
+from lgnrt.bridge.export import export_model, to_network, verify_export
+from lgnrt.bridge.model import LogicNet
+from lgnrt.bridge.train import (
     CHECKPOINT_FILE,
     METRICS_FILE,
     MODEL_FILE,
@@ -52,9 +31,9 @@ from lgnrt.bridge.train import (  # noqa: E402
     select_device,
     train,
 )
-from lgnrt.datasets import Dataset, make_dataset, split_fingerprint  # noqa: E402
-from lgnrt.lgn_format import load_network  # noqa: E402
-from lgnrt.network import reference_counts, reference_predict  # noqa: E402
+from lgnrt.datasets import Dataset, make_dataset, split_fingerprint
+from lgnrt.lgn_format import load_network
+from lgnrt.network import reference_counts, reference_predict
 
 BATCH_SIZES = [1, 63, 64, 65, 127, 128, 300]
 
