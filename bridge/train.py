@@ -138,7 +138,10 @@ def select_device(name: str) -> torch.device:
     """Return the torch device for "auto", "cpu", "cuda" or "cuda:N"."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"invalid device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use 'cpu' or 'auto'")
     return device
@@ -166,7 +169,7 @@ def _check_config(config: TrainConfig) -> None:
         raise ValueError(f"steps must be positive, got {config.steps}")
     if not (config.lr > 0 and math.isfinite(config.lr)):
         raise ValueError(f"lr must be a finite positive number, got {config.lr}")
-    for name in ("eval_every", "checkpoint_every"):
+    for name in ("eval_every", "checkpoint_every", "threads"):
         value = getattr(config, name)
         if value is not None and value < 1:
             raise ValueError(f"{name} must be positive or None, got {value}")
@@ -537,33 +540,53 @@ def main(argv: list[str] | None = None) -> TrainResult:
                         help="override a TrainConfig field, e.g. --set epochs=10 --set widths=4000,4000")
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = dataclasses.replace(PRESETS[arguments.preset], out_dir=arguments.out_dir,
-                                 **parse_overrides(arguments.set))
+    try:
+        overrides = parse_overrides(arguments.set)
+    except ValueError as error:
+        parser.error(str(error))
+    config = dataclasses.replace(PRESETS[arguments.preset], out_dir=arguments.out_dir, **overrides)
     return train(config)
 
 
+_TRUE_WORDS = ("1", "true", "yes", "on")
+_FALSE_WORDS = ("0", "false", "no", "off")
+
+
 def parse_overrides(items: list[str]) -> dict:
-    """Parse NAME=VALUE strings into TrainConfig field values of the right type."""
+    """Parse NAME=VALUE strings into TrainConfig field values of the right type.
+
+    Raises ValueError naming the setting and the value when either is invalid.
+    """
     fields = {item.name: item for item in dataclasses.fields(TrainConfig)}
-    defaults = TrainConfig()
     overrides = {}
     for item in items:
         name, separator, text = item.partition("=")
         if not separator or name not in fields:
-            raise SystemExit(f"invalid --set {item!r}; expected NAME=VALUE with NAME a TrainConfig field")
-        default = getattr(defaults, name)
-        if isinstance(default, tuple) or name in ("widths", "thresholds"):
-            cast = int if name == "widths" else float
-            overrides[name] = tuple(cast(part) for part in text.split(",") if part)
-        elif isinstance(default, bool):
-            overrides[name] = text.lower() in ("1", "true", "yes", "on")
-        elif name in ("steps", "eval_every", "checkpoint_every", "threads"):
-            overrides[name] = None if text.lower() == "none" else int(text)
-        elif default is None or isinstance(default, str):
-            overrides[name] = text
-        else:
-            overrides[name] = type(default)(text)
+            raise ValueError(f"invalid --set {item!r}; expected NAME=VALUE with NAME one of: "
+                             f"{', '.join(sorted(fields))}")
+        try:
+            overrides[name] = _parse_setting(name, text)
+        except ValueError as error:
+            raise ValueError(f"invalid --set {item!r}: {error}") from None
     return overrides
+
+
+def _parse_setting(name: str, text: str):
+    default = getattr(TrainConfig(), name)
+    if isinstance(default, tuple) or name in ("widths", "thresholds"):
+        cast = int if name == "widths" else float
+        return tuple(cast(part) for part in text.split(",") if part)
+    if isinstance(default, bool):
+        if text.lower() in _TRUE_WORDS:
+            return True
+        if text.lower() in _FALSE_WORDS:
+            return False
+        raise ValueError(f"expected one of {', '.join(_TRUE_WORDS + _FALSE_WORDS)}")
+    if name in ("steps", "eval_every", "checkpoint_every", "threads"):
+        return None if text.lower() == "none" else int(text)
+    if default is None or isinstance(default, str):
+        return text
+    return type(default)(text)
 
 
 if __name__ == "__main__":

@@ -147,7 +147,11 @@ def command_train(arguments) -> int:
     from .bridge.train import PRESETS, train, parse_overrides
     import dataclasses
 
+    if arguments.preset not in PRESETS:
+        raise ValueError(f"unknown preset {arguments.preset!r}; expected one of {', '.join(sorted(PRESETS))}")
     overrides = parse_overrides(arguments.set)
+    if "out_dir" in overrides:
+        raise ValueError("set the output folder with --out-dir, not --set out_dir")
     config = dataclasses.replace(PRESETS[arguments.preset], out_dir=arguments.out_dir, **overrides)
     result = train(config)
     print(f"deployed accuracy {result.deployed_accuracy:.4%}, training-mode accuracy "
@@ -192,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=command_demo)
 
     train = commands.add_parser("train", help="train a network and write DIR/model.lgn")
-    train.add_argument("--preset", default="demo", help="base configuration (default demo)")
+    train.add_argument("--preset", default="demo",
+                       help="base configuration: demo, tiny, mnist or fashion-mnist (default demo)")
     train.add_argument("--out-dir", required=True, help="folder for model.lgn, metrics.jsonl and checkpoints")
     train.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                        help="override a setting, e.g. --set estimator=soft_mix --set tau=0.5")
@@ -240,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return arguments.handler(arguments)
-    except (LgnError, ValueError, FileNotFoundError, ImportError) as error:
+    except (LgnError, ValueError, FileNotFoundError, IsADirectoryError, ImportError) as error:
         print(f"lgnrt {arguments.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -31,8 +31,10 @@ def train_and_export(arguments):
 
     if arguments.preset not in PRESETS:
         raise ValueError(f"unknown preset {arguments.preset!r}; expected one of {', '.join(sorted(PRESETS))}")
-    config = dataclasses.replace(PRESETS[arguments.preset], out_dir=arguments.out,
-                                 **parse_overrides(arguments.set))
+    overrides = parse_overrides(arguments.set)
+    if "out_dir" in overrides:
+        raise ValueError("set the output folder with --out, not --set out_dir")
+    config = dataclasses.replace(PRESETS[arguments.preset], out_dir=arguments.out, **overrides)
     data = load_dataset(config.dataset)
     print(f"[1/4] training {config.estimator}{' + CAGE' if config.cage else ''} on {data.name}: "
           f"{data.n_train} training and {data.n_test} held-out samples, "

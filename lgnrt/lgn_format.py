@@ -23,13 +23,13 @@ import os
 import stat
 import struct
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import safetensors.numpy
 
 from . import __version__
+from .atomic_write import write_file_atomic
 from .errors import ModelFileError
 from .network import LogicLayer, Network, ThresholdEncoder, validate_network
 
@@ -147,78 +147,12 @@ def encode_network(network: Network) -> bytes:
 
 
 def save_network(network: Network, path: str | os.PathLike) -> None:
-    """Write a network to `path` atomically.
+    """Write a network to `path` atomically (see atomic_write.write_file_atomic).
 
-    The bytes go to a temporary file in the same folder, are flushed to disk,
-    and only then replace `path`, so a crash or a full disk leaves any
-    earlier file at `path` intact. On Linux the temporary file has no name
-    while it is written (O_TMPFILE), so a process killed mid-write leaves
-    nothing behind either.
+    A crash, a kill or a full disk during the save leaves any earlier file
+    at `path` intact.
     """
-    data = encode_network(network)
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    handle, temporary = _open_temporary(folder, path.name)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-            if temporary is None:
-                temporary = _link_unnamed(stream.fileno(), folder, path.name)
-        os.replace(temporary, path)
-    except BaseException:
-        if temporary is not None:
-            try:
-                os.unlink(temporary)
-            except FileNotFoundError:
-                pass
-        raise
-    _fsync_folder(folder)
-
-
-def _open_temporary(folder: Path, name: str) -> tuple[int, str | None]:
-    """Open a file for writing in `folder`; return (descriptor, path or None if unnamed)."""
-    unnamed_flag = getattr(os, "O_TMPFILE", None)
-    if unnamed_flag is not None and Path("/proc/self/fd").is_dir():
-        try:
-            return os.open(folder, unnamed_flag | os.O_WRONLY, 0o644), None
-        except OSError:
-            pass  # file systems without O_TMPFILE support fall back to a named file
-    return tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-
-
-def _link_unnamed(descriptor: int, folder: Path, name: str) -> str:
-    """Give an O_TMPFILE file a temporary name so os.replace can move it into place."""
-    # os.link calls linkat(AT_SYMLINK_FOLLOW) only when given a directory
-    # descriptor; plain link() would link the /proc symlink itself. The
-    # source path is absolute, so the descriptor's folder does not matter.
-    folder_descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        while True:
-            temporary = str(folder / f".{name}.{os.urandom(6).hex()}.tmp")
-            try:
-                os.link(f"/proc/self/fd/{descriptor}", temporary, src_dir_fd=folder_descriptor,
-                        follow_symlinks=True)
-                return temporary
-            except FileExistsError:
-                continue
-    finally:
-        os.close(folder_descriptor)
-
-
-def _fsync_folder(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a folder.
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+    write_file_atomic(encode_network(network), path)
 
 
 # ---------------------------------------------------------------------------
@@ -307,7 +241,8 @@ def _read_header_length(stream, file_size: int) -> int:
              ">= 8 bytes", f"{len(prefix)} bytes")
     (header_length,) = struct.unpack("<Q", prefix)
     _require(header_length >= 2, "header_length", "header too short", ">= 2 bytes", header_length)
-    _require(header_length <= MAX_HEADER_BYTES, "header_length", "header too large",
+    _require(header_length <= MAX_HEADER_BYTES, "header_length",
+             "header too large; the file is probably not an .lgn model",
              f"<= {MAX_HEADER_BYTES} bytes", header_length)
     _require(8 + header_length <= file_size, "header_length", "header extends past the end of the file",
              f"<= {file_size - 8} bytes", header_length)

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
+from .atomic_write import write_file_atomic
 from .gates import ANF
 from .network import Network, validate_network
 
@@ -88,7 +88,7 @@ def export_onnx(network_or_model, path=None, *, opset: int | None = None,
     model = _GraphBuilder(onnx, network, input_dtype, formulation).build(opset)
     onnx.checker.check_model(model, full_check=True)
     if path is not None:
-        _write_atomic(model.SerializeToString(), Path(os.fspath(path)))
+        write_file_atomic(model.SerializeToString(), Path(os.fspath(path)))
     return model
 
 
@@ -392,22 +392,3 @@ class _GraphBuilder:
         start = self.constant("head.start", np.array([0], np.int64))
         slice_axis = self.constant("head.slice_axis", np.array([0], np.int64))
         return self.node("Slice", [counts, start, self.n_samples, slice_axis], "counts")
-
-
-def _write_atomic(data: bytes, path: Path) -> None:
-    # Same scheme as lgn_format.save_network. The data goes to a temporary
-    # file in the target folder, is flushed to disk, then renamed over `path`.
-    folder = path.parent if str(path.parent) else Path(".")
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise

@@ -381,8 +381,33 @@ def test_parse_overrides():
 
 
 def test_parse_overrides_unknown_field():
-    with pytest.raises(SystemExit, match="invalid --set 'colour=red'"):
+    with pytest.raises(ValueError, match="invalid --set 'colour=red'"):
         parse_overrides(["colour=red"])
+
+
+@pytest.mark.parametrize("item, message", [
+    ("cage=2", "expected one of 1, true"),
+    ("resume=maybe", "expected one of 1, true"),
+    ("epochs=abc", "invalid --set 'epochs=abc'"),
+    ("widths=1000,abc", "invalid --set 'widths=1000,abc'"),
+])
+def test_parse_overrides_bad_values(item, message):
+    with pytest.raises(ValueError, match=message):
+        parse_overrides([item])
+
+
+def test_parse_overrides_bool_words():
+    assert parse_overrides(["cage=off", "resume=yes"]) == {"cage": False, "resume": True}
+
+
+def test_train_rejects_zero_threads(blobs):
+    with pytest.raises(ValueError, match="threads must be positive"):
+        train(TrainConfig(widths=(20,), epochs=1, threads=0, progress=False), blobs)
+
+
+def test_select_device_rejects_unknown_name():
+    with pytest.raises(ValueError, match="invalid device 'tpu'"):
+        select_device("tpu")
 
 
 def test_tiny_preset_trains():
