@@ -45,7 +45,15 @@ def write_file_atomic(data: bytes, path: str | os.PathLike) -> None:
 
 
 def _umask() -> int:
-    # os.umask can only be read by setting it; the value is restored at once.
+    # Linux reports the umask in /proc; elsewhere os.umask can only read it by
+    # setting it, which briefly changes it for every thread of the process.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
