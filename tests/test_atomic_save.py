@@ -313,3 +313,22 @@ def test_file_size_limit_during_write_keeps_old_file(saved_model):
     assert stdout.strip() == str(errno.EFBIG)
     assert_old_file_intact(path, old_bytes)
     assert temporary_files(path.parent, path) == []
+
+
+def test_saved_file_mode_follows_umask(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        save_network(new_network(), tmp_path / "model.lgn")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "model.lgn").stat().st_mode & 0o777 == 0o640
+
+
+def test_save_into_missing_folder_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="folder .*missing does not exist"):
+        save_network(new_network(), tmp_path / "missing" / "model.lgn")
+
+
+def test_save_onto_folder_rejected(tmp_path):
+    with pytest.raises(IsADirectoryError, match="it is a folder"):
+        save_network(new_network(), tmp_path)
