@@ -378,3 +378,21 @@ def test_import_does_not_load_torch_or_kernels():
     code = "import sys, lgnrt; print('torch' in sys.modules, 'lgnrt._kernels' in sys.modules)"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert output.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_many_tiles_split_across_threads(threads):
+    rng = np.random.default_rng(threads)
+    network = random_network(rng)
+    model = Model.from_network(network)
+    n_samples = 64 * model.tile_words(10**9, 1) * 2 * threads + 17
+    assert model.useful_threads(n_samples, threads) == threads
+    features = random_features(rng, network, n_samples, np.uint8)
+    assert_counts_equal(model.scores(features, threads=threads), expected_counts(network, features),
+                        f"threads {threads}")
+
+
+def test_small_batch_uses_one_thread():
+    model = Model.from_network(random_network(np.random.default_rng(0)))
+    assert model.useful_threads(1000, 4) == 1
+    assert model.useful_threads(0, 4) == 1
