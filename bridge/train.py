@@ -401,6 +401,9 @@ def _train(config: TrainConfig, data: Dataset | None) -> TrainResult:
             _drop_metrics_after(out_dir / METRICS_FILE, step)
             logger.info("resumed from %s at step %d", checkpoint, step)
         elif not config.resume:
+            if checkpoint.exists():
+                logger.warning("starting over in %s although it contains %s; pass --set resume=true "
+                               "to continue that run instead", out_dir, CHECKPOINT_FILE)
             (out_dir / METRICS_FILE).unlink(missing_ok=True)
     logger.info("training %s on %s: %d steps of batch %d, %d gates, device %s", config.estimator,
                 data.name, total_steps, config.batch_size, sum(config.widths), device)

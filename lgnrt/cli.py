@@ -82,9 +82,10 @@ def command_info(arguments) -> int:
     if arguments.json:
         print(json.dumps({"info": info, "training": model.training}, indent=2, default=str))
         return 0
-    print(f"model:     {arguments.model}")
+    width = max(len(key) for key in info) + 2
+    print(f"{'model:':<{width}} {arguments.model}")
     for key, value in info.items():
-        print(f"{key + ':':<22} {value}")
+        print(f"{key + ':':<{width}} {value}")
     if model.training:
         print("training record:")
         for key, value in model.training.items():
@@ -247,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         return arguments.handler(arguments)
     except (LgnError, ValueError, FileNotFoundError, IsADirectoryError, ImportError) as error:
         print(f"lgnrt {arguments.command}: error: {error}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"lgnrt {arguments.command}: error: out of memory; use a smaller batch or data set",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lgnrt {arguments.command}: interrupted", file=sys.stderr)
