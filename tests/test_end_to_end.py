@@ -144,3 +144,13 @@ def test_missing_dataset_one_line_error(trained, tmp_path):
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1, completed.stderr
     assert str(tmp_path / "empty") in lines[0]
+
+
+@pytest.mark.parametrize("passes", [(), ("fold",), ("not",), ("merge",), ("dead",),
+                                    ("fold", "not", "merge", "dead")])
+def test_trained_network_same_with_each_pass(trained, passes):
+    _, data, path = trained
+    network = lgnrt.load_network(path)
+    expected = lgnrt.network.reference_counts(network, data.test_features)
+    model = lgnrt.Model.from_network(network, passes=passes)
+    np.testing.assert_array_equal(model.scores(data.test_features), expected)
