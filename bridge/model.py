@@ -45,7 +45,7 @@ class LogicNet(nn.Module):
         super().__init__()
         widths = [int(width) for width in widths]
         check_estimator(estimator)
-        _check_shape(n_bits, widths, n_classes)
+        check_shape(n_bits, widths, n_classes)
         if cage is True:
             cage = CageConfig()
         if cage and estimator not in STRAIGHT_THROUGH_ESTIMATORS:
@@ -128,7 +128,7 @@ class LogicNet(nn.Module):
         return [layer.gate_ids() for layer in self.layers]
 
 
-def _check_shape(n_bits: int, widths: list[int], n_classes: int) -> None:
+def check_shape(n_bits: int, widths: list[int], n_classes: int) -> None:
     if n_bits < 1:
         raise ValueError(f"n_bits must be positive, got {n_bits}")
     if not widths or min(widths) < 1:

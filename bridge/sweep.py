@@ -49,7 +49,9 @@ from lgnrt.gates import GATE_NAMES
 
 from .encoders import encode_bits
 from .estimators import ESTIMATORS, STRAIGHT_THROUGH_ESTIMATORS
-from .train import CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE, PRESETS, TrainConfig, parse_overrides, train
+from .model import check_shape
+from .train import (CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE, PRESETS, TrainConfig, check_config,
+                    parse_overrides, train)
 
 logger = logging.getLogger(__name__)
 
@@ -340,6 +342,10 @@ def run_sweep(sweep: Sweep, data: Dataset | None = None) -> list[dict]:
             data = load_dataset(sweep.base.dataset)
         if sweep.max_train is not None:
             data = subsample_training(data, sweep.max_train)
+        # Settings shared by every run are checked once here, so a bad --set
+        # fails before the grid starts rather than once per run.
+        check_config(sweep.base)
+        check_shape(data.n_features * sweep.base.n_levels, list(sweep.base.widths), data.n_classes)
         rows = {row["run_id"]: row for row in read_results(sweep.out_dir)}
         pending = select_pending(sweep, rows, data)
         logger.info("sweep %s on %s: %d runs in the grid, %d to run", sweep.out_dir, data.name,

@@ -160,7 +160,7 @@ def epoch_order(n_samples: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(n_samples))
 
 
-def _check_config(config: TrainConfig) -> None:
+def check_config(config: TrainConfig) -> None:
     if config.batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {config.batch_size}")
     if config.steps is None and config.epochs < 1:
@@ -308,7 +308,7 @@ def train(config: TrainConfig, data: Dataset | None = None) -> TrainResult:
     held-out part. The returned model is in eval mode. `config.threads`
     applies during the call only; torch's previous thread count is restored.
     """
-    _check_config(config)
+    check_config(config)
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)

@@ -307,3 +307,12 @@ def test_results_file_is_json_lines(finished_sweep):
     for line in lines:
         row = json.loads(line)
         assert np.isfinite(row["wall_time_s"])
+
+
+def test_bad_shared_setting_fails_before_grid(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    status = cli.main(["sweep", "--dataset", "digits", "--estimators", "hard_st", "--taus", "1",
+                       "--seeds", "0", "--out", str(out), "--set", "widths=7", "--set", "epochs=1"])
+    assert status == 2
+    assert "must be a multiple of n_classes 10" in capsys.readouterr().err
+    assert not (out / "results.csv").exists()
