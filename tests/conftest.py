@@ -109,3 +109,20 @@ def rng() -> np.random.Generator:
 def small_network(rng) -> Network:
     """A 12-feature, three-layer network with all 16 gates."""
     return random_network(rng)
+
+
+def tiny_network() -> Network:
+    """Return the 3-feature, 2-layer network whose bytes the golden file pins."""
+    encoder = ThresholdEncoder(
+        n_features=3,
+        feature_index=np.array([0, 1, 2, 2], dtype=np.int32),
+        threshold=np.array([0.5, 0.5, 0.25, 0.75], dtype=np.float32),
+    )
+    layers = [
+        LogicLayer(np.array([0, 1, 2, 3], np.int32), np.array([1, 2, 3, 0], np.int32),
+                   np.array([1, 6, 9, 14], np.uint8)),
+        LogicLayer(np.array([0, 1], np.int32), np.array([2, 3], np.int32),
+                   np.array([7, 8], np.uint8)),
+    ]
+    return Network(encoder, layers, n_classes=2, tau=1.0, class_names=["no", "yes"],
+                   training={"seed": 0})

@@ -19,22 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tiny_network
 
 from lgnrt.lgn_format import encode_network, load_network, save_network
 from lgnrt.network import LogicLayer, Network, ThresholdEncoder
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 CHILD_TIMEOUT_SECONDS = 60
-
-
-def old_network() -> Network:
-    encoder = ThresholdEncoder(3, np.array([0, 1, 2, 2], np.int32), np.array([0.5, 0.5, 0.25, 0.75], np.float32))
-    layers = [
-        LogicLayer(np.array([0, 1, 2, 3], np.int32), np.array([1, 2, 3, 0], np.int32),
-                   np.array([1, 6, 9, 14], np.uint8)),
-        LogicLayer(np.array([0, 1], np.int32), np.array([2, 3], np.int32), np.array([7, 8], np.uint8)),
-    ]
-    return Network(encoder, layers, n_classes=2, tau=1.0, class_names=["no", "yes"], training={"seed": 0})
 
 
 def new_network() -> Network:
@@ -51,7 +42,7 @@ def new_network() -> Network:
 def saved_model(tmp_path) -> tuple[Path, bytes]:
     """Return the path of a saved old network and its bytes."""
     path = tmp_path / "model.lgn"
-    save_network(old_network(), path)
+    save_network(tiny_network(), path)
     return path, path.read_bytes()
 
 

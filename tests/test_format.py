@@ -7,30 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tiny_network
 
 import lgnrt
 from lgnrt.errors import ModelFileError
 from lgnrt.lgn_format import decode_network, encode_network, load_network, save_network
-from lgnrt.network import LogicLayer, Network, ThresholdEncoder, reference_counts
+from lgnrt.network import reference_counts
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_v1.lgn"
-
-
-def tiny_network() -> Network:
-    """Return the 3-feature, 2-layer network whose bytes the golden file pins."""
-    encoder = ThresholdEncoder(
-        n_features=3,
-        feature_index=np.array([0, 1, 2, 2], dtype=np.int32),
-        threshold=np.array([0.5, 0.5, 0.25, 0.75], dtype=np.float32),
-    )
-    layers = [
-        LogicLayer(np.array([0, 1, 2, 3], np.int32), np.array([1, 2, 3, 0], np.int32),
-                   np.array([1, 6, 9, 14], np.uint8)),
-        LogicLayer(np.array([0, 1], np.int32), np.array([2, 3], np.int32),
-                   np.array([7, 8], np.uint8)),
-    ]
-    return Network(encoder, layers, n_classes=2, tau=1.0, class_names=["no", "yes"],
-                   training={"seed": 0})
 
 
 def split_file(data: bytes) -> tuple[dict, bytes]:

@@ -22,6 +22,7 @@ import struct
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
+from conftest import tiny_network
 from hypothesis import strategies as st
 
 from lgnrt.errors import ModelFileError
@@ -50,17 +51,6 @@ N_SAMPLES = 8
 # ---------------------------------------------------------------------------
 # Seed files
 # ---------------------------------------------------------------------------
-
-def tiny_network() -> Network:
-    """Return the network of the golden file tests/golden/tiny_v1.lgn."""
-    encoder = ThresholdEncoder(3, np.array([0, 1, 2, 2], np.int32), np.array([0.5, 0.5, 0.25, 0.75], np.float32))
-    layers = [
-        LogicLayer(np.array([0, 1, 2, 3], np.int32), np.array([1, 2, 3, 0], np.int32),
-                   np.array([1, 6, 9, 14], np.uint8)),
-        LogicLayer(np.array([0, 1], np.int32), np.array([2, 3], np.int32), np.array([7, 8], np.uint8)),
-    ]
-    return Network(encoder, layers, n_classes=2, tau=1.0, class_names=["no", "yes"], training={"seed": 0})
-
 
 def wider_network() -> Network:
     """Return a 3-layer, 3-class network with random wiring and a nested training record."""
