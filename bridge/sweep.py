@@ -639,6 +639,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="straight-through runs with CAGE, without it, or both (default both)")
     parser.add_argument("--cage-every-tau", action="store_true",
                         help="train CAGE runs at every temperature, though the bridge ignores tau under CAGE")
+
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a TrainConfig field for every run, e.g. --set widths=2000,2000 "
                              "--set epochs=2 --set threads=1")
@@ -647,6 +648,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--max-train", type=int,
                         help="train on a random subset of this many training samples (seed 0); "
                              "the held-out part stays whole")
+
     parser.add_argument("--keep-checkpoints", action="store_true", help="keep checkpoint.pt of finished runs")
     parser.add_argument("--rerun-changed", action="store_true",
                         help="train again the finished runs whose settings differ from the current ones")

@@ -2,10 +2,10 @@
 
 A `.lgn` file is a safetensors file: an 8-byte little-endian header length N,
 N bytes of UTF-8 JSON header, then the data section. The header's
-`__metadata__` carries the graph description and a SHA-256 of the data
-section; the tensors carry the encoder thresholds, the wiring and the gate
-ids. docs/format.md is the normative specification; this module implements
-it and nothing else.
+`__metadata__` contains the graph description and a SHA-256 of the data
+section. The tensors contain the encoder thresholds, the wiring and the gate
+ids. docs/format.md is the normative specification, and this module
+implements it and nothing else.
 
 The reader never hands unchecked bytes to numpy or compiled code: it checks
 the header's structure, every tensor's dtype, shape and offsets, the checksum

@@ -1,12 +1,12 @@
 """In-memory form of a trained logic gate network, shared by the file format,
 the reference evaluator, the graph passes and the training bridge's export.
 
-Layout: an encoder turns `n_features` raw features into `n_bits` input bits;
-logic layer k has `width_k` neurons, and neuron i computes
-`gates[i](prev[wire_a[i]], prev[wire_b[i]])` from the previous layer's outputs
-(the input bits for layer 0). The GroupSum head splits the last layer into
-`n_classes` contiguous blocks of equal size; a class score is its block's
-count of ones divided by `tau`.
+Layout: an encoder turns `n_features` raw features into `n_bits` input bits.
+Logic layer k has `width_k` neurons. Neuron i computes
+`gates[i](prev[wire_a[i]], prev[wire_b[i]])` from the previous layer's
+outputs, which are the input bits for layer 0. The GroupSum head splits the
+last layer into `n_classes` contiguous blocks of equal size, and a class
+score is its block's count of ones divided by `tau`.
 """
 
 from __future__ import annotations

